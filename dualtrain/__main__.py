@@ -1,0 +1,5 @@
+import sys
+
+from dualtrain.cli import main
+
+sys.exit(main())

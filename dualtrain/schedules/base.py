@@ -1,0 +1,107 @@
+"""The shape every schedule has, and the registry of schedules by name and flavour.
+
+A schedule describes one param group: its lr (and momentum, where it cycles
+momentum) as a pure function of the step and the group's base lr. A stateful,
+PyTorch-API scheduler (`dualtrain.lr_scheduler`) keeps one per group.
+
+Where one name means two behaviours, PyTorch's and OneFlow's, each flavour is
+its own class registered under the same name; `flavors` says which flavours a
+class serves (a name that exists in one framework only serves both: there is
+one behaviour to offer).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from dualtrain.errors import ConfigError
+
+FLAVORS = ("torch", "oneflow")
+
+_REGISTRY: dict[tuple[str, str], type[Schedule]] = {}
+
+
+class Schedule:
+    """One param group's schedule; subclasses fill in `lr`."""
+
+    name: ClassVar[str] = ""
+    #: The flavours whose semantics this class implements.
+    flavors: ClassVar[tuple[str, ...]] = FLAVORS
+    #: Arguments that may be a list holding one value per param group.
+    per_group: ClassVar[tuple[str, ...]] = ()
+    #: True where the schedule also sets momentum (CyclicLR, OneCycleLR).
+    cycles_momentum: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.name:
+            return
+        for flavor in cls.flavors:
+            _REGISTRY[(cls.name, flavor)] = cls
+
+    def lr(self, step: int, base_lr: float) -> float:
+        """The lr in effect during training step `step` (0 = before the first `step()`)."""
+        raise NotImplementedError
+
+    def momentum(self, step: int) -> float | None:
+        """The momentum (or Adam's beta1) at `step`, or None when not scheduled."""
+        return None
+
+    def start_lr(self, base_lr: float) -> float:
+        """The lr this schedule counts from (torch's `base_lrs`); most use the group's."""
+        return base_lr
+
+    # PyTorch composes ChainedScheduler and SequentialLR through the group's
+    # current lr ("chainable form"), which is not always the closed form: a
+    # ConstantLR restarted by SequentialLR, or LambdaLR chained before
+    # ExponentialLR. The two hooks below give that form; a schedule that sets
+    # the lr outright (LambdaLR, CyclicLR, ...) keeps these defaults.
+
+    def chain_lr(self, prev: float, step: int, base_lr: float, initial: bool) -> float:
+        """torch's `get_lr()`: the lr after moving to `step` from current lr `prev`."""
+        return self.lr(step, base_lr)
+
+    def restart_lr(self, prev: float, base_lr: float) -> float:
+        """torch's `step(0)` as SequentialLR calls it at a milestone."""
+        return self.lr(0, base_lr)
+
+
+def schedule_class(name: str, flavor: str = "torch") -> type[Schedule]:
+    """The class for schedule `name` in `flavor`; a one-line error lists the known names."""
+    if flavor not in FLAVORS:
+        raise ConfigError(f"flavor must be one of {', '.join(FLAVORS)}, got {flavor!r}")
+    try:
+        return _REGISTRY[(name, flavor)]
+    except KeyError:
+        known = ", ".join(schedule_names(flavor))
+        raise ConfigError(
+            f"unknown {flavor} schedule {name!r} (known: {known}, ReduceLROnPlateau)"
+        ) from None
+
+
+def schedule_names(flavor: str | None = None) -> list[str]:
+    """Names of the registered schedules, for one flavour or all."""
+    return sorted({n for n, f in _REGISTRY if flavor is None or f == flavor})
+
+
+def has_distinct_flavors(name: str) -> bool:
+    """True when `name` behaves differently in torch and OneFlow."""
+    classes = {_REGISTRY.get((name, f)) for f in FLAVORS}
+    return len(classes) > 1 and None not in classes
+
+
+def split_per_group(owner: str, kwargs: dict[str, Any], keys, n_groups: int) -> list[dict]:
+    """One kwargs dict per group, unpacking the list-valued per-group arguments."""
+    groups = [dict(kwargs) for _ in range(n_groups)]
+    for key in keys:
+        value = kwargs.get(key)
+        if not isinstance(value, (list, tuple)):
+            continue
+        if len(value) != n_groups:
+            raise ConfigError(
+                f"{owner}: {key} must have one value per param group ({n_groups}), "
+                f"got {len(value)}: {list(value)!r}"
+            )
+        for group, item in zip(groups, value, strict=True):
+            group[key] = item
+    return groups

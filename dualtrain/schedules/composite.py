@@ -1,0 +1,223 @@
+"""Schedules built from other schedules: SequentialLR, ChainedScheduler, WarmupLR.
+
+PyTorch composes them through each member's chainable one-step update, so
+their lr has no closed form in general: it is the fold of those updates from
+the base lr (memoised, so a trajectory costs one update per step). OneFlow
+composes closed forms, so its flavours are closed forms too.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+
+from dualtrain.errors import ConfigError
+from dualtrain.schedules import checks
+from dualtrain.schedules.base import Schedule
+
+
+def _members(owner: str, schedulers) -> list[Schedule]:
+    if not isinstance(schedulers, (list, tuple)) or not schedulers:
+        raise checks.fail(owner, "schedulers", "a non-empty list of schedules", schedulers)
+    for index, member in enumerate(schedulers):
+        if not isinstance(member, Schedule):
+            raise checks.fail(owner, f"schedulers[{index}]", "a schedule", member)
+    return list(schedulers)
+
+
+def _milestones(owner: str, milestones, members: Sequence[Schedule]) -> list[int]:
+    values = checks.int_list(owner, "milestones", milestones)
+    if len(values) != len(members) - 1:
+        raise ConfigError(
+            f"{owner}: milestones must have one entry fewer than schedulers "
+            f"({len(members) - 1}), got {len(values)}: {values!r}"
+        )
+    return values
+
+
+class _Composite(Schedule):
+    """A schedule made of `schedulers`; it cycles momentum when a member does."""
+
+    schedulers: list[Schedule]
+
+    @property
+    def cycles_momentum(self) -> bool:  # type: ignore[override]
+        return any(m.cycles_momentum for m in self.schedulers)
+
+    def momentum(self, step):
+        # In a chain the last member that sets momentum wins, as in torch.
+        values = [m.momentum(step) for m in self.schedulers if m.cycles_momentum]
+        return values[-1] if values else None
+
+
+class _Folded(_Composite):
+    """A torch composite: lr(step) folds `chain_lr` from the base lr, memoised."""
+
+    def __init__(self) -> None:
+        self._memo: dict[float, list[float]] = {}
+
+    def lr(self, step, base_lr):
+        values = self._memo.setdefault(base_lr, [])
+        if not values:
+            values.append(self.chain_lr(base_lr, 0, base_lr, initial=True))
+        while len(values) <= step:
+            values.append(self.chain_lr(values[-1], len(values), base_lr, initial=False))
+        return values[step]
+
+
+class SequentialLR(_Folded):
+    """torch: member i runs from milestones[i-1], restarted at its step 0 there."""
+
+    name = "SequentialLR"
+    flavors = ("torch",)
+
+    def __init__(self, schedulers, milestones) -> None:
+        super().__init__()
+        self.schedulers = _members(self.name, schedulers)
+        self.milestones = _milestones(self.name, milestones, self.schedulers)
+
+    def chain_lr(self, prev, step, base_lr, initial):
+        index = bisect.bisect_right(self.milestones, step)
+        member = self.schedulers[index]
+        if initial:  # torch resets the lr to the base before the first member starts
+            return member.chain_lr(base_lr, 0, base_lr, initial=True)
+        start = self.milestones[index - 1] if index else 0
+        if index and step == start:
+            return member.restart_lr(prev, base_lr)
+        return member.chain_lr(prev, step - start, base_lr, initial=False)
+
+    def momentum(self, step):
+        index = bisect.bisect_right(self.milestones, step)
+        return self.schedulers[index].momentum(step - (self.milestones[index - 1] if index else 0))
+
+
+class ChainedScheduler(_Folded):
+    """torch: every member's one-step update applied in turn to the same lr."""
+
+    name = "ChainedScheduler"
+    flavors = ("torch",)
+
+    def __init__(self, schedulers) -> None:
+        super().__init__()
+        self.schedulers = _members(self.name, schedulers)
+
+    def chain_lr(self, prev, step, base_lr, initial):
+        for member in self.schedulers:
+            prev = member.chain_lr(prev, step, base_lr, initial)
+        return prev
+
+
+class OneFlowSequentialLR(_Composite):
+    """OneFlow: member i sees the global step unless interval_rescaling[i-1] is set,
+    in which case it sees the steps since its milestone (PyTorch's behaviour)."""
+
+    name = "SequentialLR"
+    flavors = ("oneflow",)
+
+    def __init__(self, schedulers, milestones, interval_rescaling=False) -> None:
+        self.schedulers = _members(self.name, schedulers)
+        self.milestones = _milestones(self.name, milestones, self.schedulers)
+        if isinstance(interval_rescaling, bool):
+            interval_rescaling = [interval_rescaling] * len(self.milestones)
+        if not isinstance(interval_rescaling, (list, tuple)) or not all(
+            isinstance(r, bool) for r in interval_rescaling
+        ):
+            raise checks.fail(
+                self.name, "interval_rescaling", "a bool or a list of bools", interval_rescaling
+            )
+        if len(interval_rescaling) != len(self.milestones):
+            raise checks.fail(
+                self.name,
+                "interval_rescaling",
+                f"one bool per milestone ({len(self.milestones)})",
+                interval_rescaling,
+            )
+        self.interval_rescaling = list(interval_rescaling)
+
+    def _member_step(self, step: int) -> tuple[Schedule, int]:
+        index = bisect.bisect_right(self.milestones, step)
+        if index and self.interval_rescaling[index - 1]:
+            step -= self.milestones[index - 1]
+        return self.schedulers[index], step
+
+    def lr(self, step, base_lr):
+        member, local = self._member_step(step)
+        return member.lr(local, base_lr)
+
+    def momentum(self, step):
+        member, local = self._member_step(step)
+        return member.momentum(local)
+
+
+class OneFlowChainedScheduler(_Composite):
+    """OneFlow: each member's closed form applied to the previous member's lr."""
+
+    name = "ChainedScheduler"
+    flavors = ("oneflow",)
+
+    def __init__(self, schedulers) -> None:
+        self.schedulers = _members(self.name, schedulers)
+
+    def lr(self, step, base_lr):
+        for member in self.schedulers:
+            base_lr = member.lr(step, base_lr)
+        return base_lr
+
+
+class WarmupLR(Schedule):
+    """OneFlow: a linear or constant warmup over warmup_iters steps, then `scheduler`.
+
+    Linear warmup ramps from warmup_factor to the wrapped schedule's lr at
+    warmup_iters (to 1 with warmup_prefix, where the wrapped schedule then starts
+    at its own step 0). OneFlow refuses param groups with different base lrs in
+    that case; here each group ramps to its own value.
+    """
+
+    name = "WarmupLR"
+
+    def __init__(
+        self,
+        scheduler: Schedule | None = None,
+        warmup_factor: float = 1.0 / 3,
+        warmup_iters: int = 5,
+        warmup_method: str = "linear",
+        warmup_prefix: bool = False,
+    ) -> None:
+        owner = self.name
+        if scheduler is not None and not isinstance(scheduler, Schedule):
+            raise checks.fail(owner, "scheduler", "a schedule or None", scheduler)
+        self.scheduler = scheduler
+        self.warmup_factor = checks.number(owner, "warmup_factor", warmup_factor, low=0, high=1)
+        self.warmup_iters = checks.integer(owner, "warmup_iters", warmup_iters)
+        self.warmup_method = checks.choice(
+            owner, "warmup_method", warmup_method, ("linear", "constant")
+        )
+        self.warmup_prefix = checks.boolean(owner, "warmup_prefix", warmup_prefix)
+        if scheduler is None and self.warmup_iters <= 0:
+            raise checks.fail(owner, "warmup_iters", "> 0 when no scheduler is wrapped", 0)
+
+    def _warmup_lr(self, step: int, base_lr: float) -> float:
+        from dualtrain.schedules.formulas import OneFlowConstantLR, OneFlowLinearLR
+
+        if self.warmup_method == "constant":
+            return OneFlowConstantLR(self.warmup_factor, self.warmup_iters).lr(step, base_lr)
+        end_factor = 1.0
+        if self.scheduler is not None and not self.warmup_prefix:
+            end_factor = self.scheduler.lr(self.warmup_iters, base_lr) / base_lr
+        ramp = OneFlowLinearLR(self.warmup_factor, 0.0, self.warmup_iters)
+        ramp.end_factor = end_factor  # may exceed 1 when the wrapped schedule rises
+        return ramp.lr(step, base_lr)
+
+    def lr(self, step, base_lr):
+        if self.warmup_iters > 0 and (self.scheduler is None or step < self.warmup_iters):
+            return self._warmup_lr(step, base_lr)
+        if self.warmup_iters > 0 and self.warmup_prefix:
+            step -= self.warmup_iters
+        return self.scheduler.lr(step, base_lr)
+
+    @property
+    def cycles_momentum(self) -> bool:  # type: ignore[override]
+        return self.scheduler is not None and self.scheduler.cycles_momentum
+
+    def momentum(self, step):
+        return None if self.scheduler is None else self.scheduler.momentum(step)
