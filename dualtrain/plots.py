@@ -1,0 +1,66 @@
+"""PNG plots with matplotlib (the `plot` extra), drawn off-screen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dualtrain.errors import ConfigError
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("plotting needs matplotlib: pip install 'dualtrain[plot]'") from None
+    matplotlib.use("Agg")  # no display on servers and in CI
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _target(path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ConfigError(f"--plot expects a .png file name, got {str(path)!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def plot_schedule(path: str | Path, name: str, runs: list[Any]) -> Path:
+    """lr (and momentum, when scheduled) against step, one line per group and flavour.
+
+    Args:
+        path: the PNG to write.
+        name: the schedule's name, for the title.
+        runs: trajectories with `flavor`, `lrs[g][i]` and optional `momentum[g][i]`.
+
+    Returns:
+        The path written.
+    """
+    target = _target(path)
+    plt = _pyplot()
+    with_momentum = any(r.momentum is not None for r in runs)
+    fig, axes = plt.subplots(
+        2 if with_momentum else 1, 1, figsize=(8, 6 if with_momentum else 4), sharex=True
+    )
+    axes = list(axes) if with_momentum else [axes]
+    styles = {"torch": "-", "oneflow": "--"}
+    for run in runs:
+        label = f"{run.flavor} " if len(runs) > 1 else ""
+        for g, values in enumerate(run.lrs):
+            axes[0].plot(values, styles.get(run.flavor, "-"), label=f"{label}group {g}")
+        for g, values in enumerate(run.momentum or []):
+            axes[1].plot(values, styles.get(run.flavor, "-"), label=f"{label}group {g}")
+    axes[0].set_ylabel("learning rate")
+    axes[0].set_title(name)
+    if with_momentum:
+        axes[1].set_ylabel("momentum")
+    axes[-1].set_xlabel("step")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(target, dpi=100)
+    plt.close(fig)
+    return target
