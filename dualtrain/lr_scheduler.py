@@ -57,8 +57,9 @@ class LRScheduler:
         self.schedules = schedules
         self.flavor = flavor
         groups = _groups(optimizer)
-        for index, group in enumerate(groups):
+        for index, (schedule, group) in enumerate(zip(schedules, groups, strict=True)):
             if last_epoch == -1:
+                schedule.setup_group(group)
                 group.setdefault("initial_lr", group["lr"])
             elif "initial_lr" not in group:
                 raise ConfigError(
@@ -68,6 +69,8 @@ class LRScheduler:
         self.base_lrs = [
             s.start_lr(g["initial_lr"]) for s, g in zip(schedules, groups, strict=True)
         ]
+        for schedule in schedules:
+            schedule.check_bases(self.base_lrs)
         self._momentum_key = self._find_momentum_key(groups)
         self.last_epoch = last_epoch
         self.step()
@@ -136,9 +139,7 @@ class LRScheduler:
 
 def _bind(cls: type, args: tuple, kwargs: dict, skip: tuple = ()) -> dict:
     """Positional arguments by the schedule's own signature, as torch accepts them."""
-    names = [
-        n for n in inspect.signature(cls.__init__).parameters if n != "self" and n not in skip
-    ]
+    names = [n for n in inspect.signature(cls.__init__).parameters if n != "self" and n not in skip]
     if len(args) > len(names):
         raise ConfigError(f"{cls.name}: takes at most {len(names)} arguments, got {len(args)}")
     bound = dict(zip(names, args, strict=False))
@@ -169,11 +170,17 @@ def _member_schedules(owner: str, members: Any, optimizer: Any) -> list[list[Sch
     return [list(group) for group in zip(*(m.schedules for m in members), strict=True)]
 
 
+def _arity(cls: type) -> int:
+    return len(inspect.signature(cls.__init__).parameters) - 1
+
+
 def _simple(name: str) -> type[LRScheduler]:
     """A PyTorch-API class for schedule `name`, arguments as torch orders them."""
 
     def __init__(self, optimizer, *args, last_epoch=-1, flavor="torch", **kwargs):
         cls = schedule_class(name, flavor)
+        if len(args) == _arity(cls) + 1:  # torch takes last_epoch after the arguments
+            *args, last_epoch = args
         schedules = _per_group(cls, optimizer, _bind(cls, args, kwargs))
         LRScheduler.__init__(self, optimizer, schedules, last_epoch, flavor)
 
@@ -263,4 +270,6 @@ for _name in schedule_names():
     if _name not in _COMPOSITES:
         globals()[_name] = _simple(_name)
 
-__all__ = ["LRScheduler", "ReduceLROnPlateau", *schedule_names()]
+WarmUpLR = WarmupLR  # OneFlow's other spelling
+
+__all__ = ["LRScheduler", "ReduceLROnPlateau", "WarmUpLR", *schedule_names()]

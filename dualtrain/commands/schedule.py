@@ -15,7 +15,8 @@ from typing import Any
 from dualtrain import lr_scheduler
 from dualtrain.configfile import load_config, parse_assignment
 from dualtrain.errors import ConfigError
-from dualtrain.schedules import FLAVORS, build_schedule, has_distinct_flavors, schedule_class
+from dualtrain.schedules import FLAVORS, build_schedule, has_distinct_flavors
+from dualtrain.schedules.base import native_frameworks
 
 # Argument names OneFlow spells differently, for `--diff` (torch name -> OneFlow name).
 ONEFLOW_RENAMES = {"PolynomialLR": {"total_iters": "decay_batch"}}
@@ -63,7 +64,9 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from dualtrain.plots import plot_schedule
 
-        plot_schedule(args.plot, spec["name"], [r for r in runs.values() if isinstance(r, Trajectory)])
+        plot_schedule(
+            args.plot, spec["name"], [r for r in runs.values() if isinstance(r, Trajectory)]
+        )
     return 0
 
 
@@ -92,7 +95,7 @@ def _spec(args: argparse.Namespace) -> dict[str, Any]:
 
 def _floats(flag: str, text: str) -> list[float]:
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        return [float(v) for v in text.split(",")]
     except ValueError:
         raise ConfigError(f"{flag} expects comma-separated numbers, got {text!r}") from None
 
@@ -101,10 +104,17 @@ def _checked(spec: dict[str, Any]) -> dict[str, Any]:
     if not spec.get("name"):
         raise ConfigError("a scheduler name is required (NAME or 'name' in --config)")
     lrs = spec.get("lr")
-    lrs = [lrs] if isinstance(lrs, (int, float)) and not isinstance(lrs, bool) else lrs
-    if not lrs or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in lrs):
-        raise ConfigError(f"--lr expects one finite number per param group, got {lrs!r}")
+    lrs = [lrs] if _is_number(lrs) else lrs
+    if not isinstance(lrs, list) or not lrs or not all(_is_number(v) for v in lrs):
+        raise ConfigError(f"--lr (or lr) expects one finite number per param group, got {lrs!r}")
     spec["lr"] = [float(v) for v in lrs]
+    if not _is_number(spec["momentum"]):
+        raise ConfigError(f"momentum must be a finite number, got {spec['momentum']!r}")
+    metrics = spec.get("metrics")
+    if metrics is not None and (
+        not isinstance(metrics, list) or not all(_is_number(v) for v in metrics)
+    ):
+        raise ConfigError(f"metrics must be a list of finite numbers, got {metrics!r}")
     steps = spec.get("steps")
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ConfigError(f"--steps must be a positive int, got {steps!r}")
@@ -118,6 +128,10 @@ def _checked(spec: dict[str, Any]) -> dict[str, Any]:
                 f"values (one per step()), got {len(metrics)}"
             )
     return spec
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _run_or_error(spec: dict[str, Any], flavor: str, keep_errors: bool) -> Trajectory | str:
@@ -252,25 +266,27 @@ def _differing_steps(runs) -> list[int]:
     return [
         i
         for i in range(steps)
-        if any(not math.isclose(x[i], y[i], rel_tol=1e-12) for x, y in zip(a.lrs, b.lrs, strict=True))
+        if any(
+            not math.isclose(x[i], y[i], rel_tol=1e-12) for x, y in zip(a.lrs, b.lrs, strict=True)
+        )
     ]
 
 
 def _diff_summary(name: str, runs) -> str:
-    errors = [f"{flavor} refuses this config: {run}" for flavor, run in runs.items() if isinstance(run, str)]
+    errors = [
+        f"{flavor} refuses this config: {run}"
+        for flavor, run in runs.items()
+        if isinstance(run, str)
+    ]
     if errors:
         return "\n".join(errors)
     if not has_distinct_flavors(name):
-        owner = [f for f in FLAVORS if _exists(name, f)]
-        return f"{name}: one behaviour for both flavours (native in {', '.join(owner)})."
+        native = ", ".join(native_frameworks(name))
+        return f"{name}: one behaviour for both flavours (native in {native})."
     differ = _differing_steps(runs)
     if not differ:
         return f"{name}: the torch and oneflow flavours agree at every step shown."
-    return f"{name}: the flavours differ at {len(differ)} of {len(runs['torch'].lrs[0])} steps, first at step {differ[0]}."
-
-
-def _exists(name: str, flavor: str) -> bool:
-    from dualtrain.schedules.base import _REGISTRY
-
-    cls = schedule_class(name, flavor)
-    return cls is _REGISTRY.get((name, flavor)) and flavor in cls.flavors
+    total = len(runs["torch"].lrs[0])
+    return (
+        f"{name}: the flavours differ at {len(differ)} of {total} steps, first at step {differ[0]}."
+    )

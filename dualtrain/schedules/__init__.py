@@ -77,7 +77,11 @@ def build_schedule(
         >>> [s.lr(t, 1.0) for t in range(4)]
         [1.0, 1.0, 0.1, 0.1]
     """
-    kwargs = dict(kwargs or {})
+    if kwargs is None:
+        kwargs = {}
+    if not isinstance(kwargs, Mapping):
+        raise ConfigError(f"{name}: kwargs must be a mapping of argument names, got {kwargs!r}")
+    kwargs = dict(kwargs)
     if not isinstance(name, str):
         raise ConfigError(f"schedule name must be a string, got {name!r}")
     if name == ReduceLROnPlateau.name:
@@ -100,22 +104,27 @@ def _build_nested(owner: str, key: str, value: Any, flavor: str, n_groups: int) 
     specs = value if key == "schedulers" else [value]
     if not isinstance(specs, Sequence) or isinstance(specs, str):
         raise ConfigError(f"{owner}: {key} must be a list of {{name, kwargs}}, got {value!r}")
-    built = [_build_member(owner, key, spec, flavor, n_groups) for spec in specs]
+    built = []
+    for index, spec in enumerate(specs):
+        where = f"{key}[{index}]" if key == "schedulers" else key
+        try:
+            built.append(_build_member(spec, flavor, n_groups))
+        except ConfigError as error:
+            raise ConfigError(f"{owner}: {where}: {error}") from None
     per_group = [list(members) for members in zip(*built, strict=True)] if built else []
     if key == "scheduler":
         return [members[0] for members in per_group]
     return per_group or [[] for _ in range(n_groups)]
 
 
-def _build_member(owner: str, key: str, spec: Any, flavor: str, n_groups: int) -> list[Schedule]:
+def _build_member(spec: Any, flavor: str, n_groups: int) -> list[Schedule]:
+    """One member config {name, kwargs[, flavor]}; errors are prefixed by the caller."""
     if not isinstance(spec, Mapping) or "name" not in spec:
-        raise ConfigError(f"{owner}: each of {key} must be {{name, kwargs}}, got {spec!r}")
+        raise ConfigError(f"expected {{name, kwargs}}, got {spec!r}")
     unknown = set(spec) - {"name", "kwargs", "flavor"}
     if unknown:
-        raise ConfigError(f"{owner}: unknown key(s) {sorted(unknown)} in {key} entry {spec!r}")
-    member = build_schedule(
-        spec["name"], spec.get("flavor", flavor), spec.get("kwargs") or {}, n_groups
-    )
+        raise ConfigError(f"unknown key(s) {sorted(unknown)} in {spec!r}")
+    member = build_schedule(spec["name"], spec.get("flavor", flavor), spec.get("kwargs"), n_groups)
     if isinstance(member, ReduceLROnPlateau):
-        raise ConfigError(f"{owner}: ReduceLROnPlateau cannot be a member: it needs a metric")
+        raise ConfigError("ReduceLROnPlateau cannot be a member: it needs a metric each step")
     return member

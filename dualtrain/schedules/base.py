@@ -19,6 +19,8 @@ from dualtrain.errors import ConfigError
 FLAVORS = ("torch", "oneflow")
 
 _REGISTRY: dict[tuple[str, str], type[Schedule]] = {}
+# Other spellings a framework accepts for the same scheduler.
+ALIASES = {"WarmUpLR": "WarmupLR"}
 
 
 class Schedule:
@@ -27,6 +29,11 @@ class Schedule:
     name: ClassVar[str] = ""
     #: The flavours whose semantics this class implements.
     flavors: ClassVar[tuple[str, ...]] = FLAVORS
+    #: False where OneFlow's class has no closed form (its get_lr(base_lr, step)
+    #: raises NotImplementedError), so OneFlow cannot compose it.
+    oneflow_composable: ClassVar[bool] = True
+    #: The frameworks that ship a scheduler of this name.
+    native: ClassVar[tuple[str, ...]] = FLAVORS
     #: Arguments that may be a list holding one value per param group.
     per_group: ClassVar[tuple[str, ...]] = ()
     #: True where the schedule also sets momentum (CyclicLR, OneCycleLR).
@@ -51,6 +58,16 @@ class Schedule:
         """The lr this schedule counts from (torch's `base_lrs`); most use the group's."""
         return base_lr
 
+    def check_bases(self, base_lrs: list[float]) -> None:
+        """Refuse param-group lrs this schedule cannot serve together (most serve any)."""
+
+    def setup_group(self, group: dict) -> None:
+        """What torch's constructor writes into a param group on a fresh start.
+
+        Most write nothing; CyclicLR and OneCycleLR set the group's lr or
+        initial_lr, which schedulers built after them take as their base.
+        """
+
     # PyTorch composes ChainedScheduler and SequentialLR through the group's
     # current lr ("chainable form"), which is not always the closed form: a
     # ConstantLR restarted by SequentialLR, or LambdaLR chained before
@@ -71,7 +88,7 @@ def schedule_class(name: str, flavor: str = "torch") -> type[Schedule]:
     if flavor not in FLAVORS:
         raise ConfigError(f"flavor must be one of {', '.join(FLAVORS)}, got {flavor!r}")
     try:
-        return _REGISTRY[(name, flavor)]
+        return _REGISTRY[(ALIASES.get(name, name), flavor)]
     except KeyError:
         known = ", ".join(schedule_names(flavor))
         raise ConfigError(
@@ -88,6 +105,12 @@ def has_distinct_flavors(name: str) -> bool:
     """True when `name` behaves differently in torch and OneFlow."""
     classes = {_REGISTRY.get((name, f)) for f in FLAVORS}
     return len(classes) > 1 and None not in classes
+
+
+def native_frameworks(name: str) -> tuple[str, ...]:
+    """The frameworks that have a scheduler called `name` ("ReduceLROnPlateau": both)."""
+    classes = {_REGISTRY.get((name, f)) for f in FLAVORS} - {None}
+    return tuple(f for f in FLAVORS if any(f in cls.native for cls in classes)) or FLAVORS
 
 
 def split_per_group(owner: str, kwargs: dict[str, Any], keys, n_groups: int) -> list[dict]:

@@ -81,9 +81,7 @@ def boolean(owner: str, name: str, value: Any) -> bool:
 
 def int_list(owner: str, name: str, value: Any, minimum: int = 0) -> list[int]:
     """A list or tuple of ints, each at least `minimum`."""
-    if not isinstance(value, (list, tuple)) or not all(
-        is_int(v) and v >= minimum for v in value
-    ):
+    if not isinstance(value, (list, tuple)) or not all(is_int(v) and v >= minimum for v in value):
         kind = "non-negative ints" if minimum == 0 else f"ints >= {minimum}"
         raise fail(owner, name, f"a list of {kind}", value)
     return list(value)
@@ -95,9 +93,9 @@ def function(owner: str, name: str, value: Any) -> Callable[[float], float]:
 
     if isinstance(value, str):
         try:
-            return Expression(value)
+            return Expression(value, where=f"{owner}: {name}")
         except ExpressionError as exc:
-            raise ConfigError(f"{owner}: {name}: {exc}") from None
+            raise ConfigError(str(exc)) from None
     if not callable(value):
         raise fail(owner, name, "a function or an expression string like '0.95 ** epoch'", value)
     return value

@@ -25,6 +25,18 @@ def _members(owner: str, schedulers) -> list[Schedule]:
     return list(schedulers)
 
 
+def _oneflow_composable(owner: str, key: str, members: Sequence[Schedule | None]) -> None:
+    """OneFlow composes members through their closed form; refuse those without one."""
+    for index, member in enumerate(members):
+        if member is not None and not member.oneflow_composable:
+            where = f"{key}[{index}]" if key == "schedulers" else key
+            raise ConfigError(
+                f"{owner}: {where} is {member.name}, which OneFlow 0.9 cannot compose "
+                "(its get_lr(base_lr, step) raises NotImplementedError); expected a "
+                "closed-form schedule such as StepLR or ExponentialLR"
+            )
+
+
 def _milestones(owner: str, milestones, members: Sequence[Schedule]) -> list[int]:
     values = checks.int_list(owner, "milestones", milestones)
     if len(values) != len(members) - 1:
@@ -43,6 +55,17 @@ class _Composite(Schedule):
     @property
     def cycles_momentum(self) -> bool:  # type: ignore[override]
         return any(m.cycles_momentum for m in self.schedulers)
+
+    def check_bases(self, base_lrs):
+        for member in self.schedulers:
+            member.check_bases(base_lrs)
+
+    def setup_group(self, group):
+        # torch builds the members first, each writing into the group in turn and
+        # then keeping the first initial_lr it finds (setdefault).
+        for member in self.schedulers:
+            member.setup_group(group)
+            group.setdefault("initial_lr", group["lr"])
 
     def momentum(self, step):
         # In a chain the last member that sets momentum wins, as in torch.
@@ -113,9 +136,11 @@ class OneFlowSequentialLR(_Composite):
 
     name = "SequentialLR"
     flavors = ("oneflow",)
+    oneflow_composable = False
 
     def __init__(self, schedulers, milestones, interval_rescaling=False) -> None:
         self.schedulers = _members(self.name, schedulers)
+        _oneflow_composable(self.name, "schedulers", self.schedulers)
         self.milestones = _milestones(self.name, milestones, self.schedulers)
         if isinstance(interval_rescaling, bool):
             interval_rescaling = [interval_rescaling] * len(self.milestones)
@@ -154,9 +179,11 @@ class OneFlowChainedScheduler(_Composite):
 
     name = "ChainedScheduler"
     flavors = ("oneflow",)
+    oneflow_composable = False
 
     def __init__(self, schedulers) -> None:
         self.schedulers = _members(self.name, schedulers)
+        _oneflow_composable(self.name, "schedulers", self.schedulers)
 
     def lr(self, step, base_lr):
         for member in self.schedulers:
@@ -169,11 +196,14 @@ class WarmupLR(Schedule):
 
     Linear warmup ramps from warmup_factor to the wrapped schedule's lr at
     warmup_iters (to 1 with warmup_prefix, where the wrapped schedule then starts
-    at its own step 0). OneFlow refuses param groups with different base lrs in
-    that case; here each group ramps to its own value.
+    at its own step 0). As OneFlow does, a linear warmup into a wrapped schedule
+    without warmup_prefix refuses param groups with different base lrs: OneFlow
+    ramps them all to the first group's end factor.
     """
 
     name = "WarmupLR"
+    native = ("oneflow",)
+    oneflow_composable = False
 
     def __init__(
         self,
@@ -186,6 +216,7 @@ class WarmupLR(Schedule):
         owner = self.name
         if scheduler is not None and not isinstance(scheduler, Schedule):
             raise checks.fail(owner, "scheduler", "a schedule or None", scheduler)
+        _oneflow_composable(owner, "scheduler", [scheduler])
         self.scheduler = scheduler
         self.warmup_factor = checks.number(owner, "warmup_factor", warmup_factor, low=0, high=1)
         self.warmup_iters = checks.integer(owner, "warmup_iters", warmup_iters)
@@ -196,13 +227,37 @@ class WarmupLR(Schedule):
         if scheduler is None and self.warmup_iters <= 0:
             raise checks.fail(owner, "warmup_iters", "> 0 when no scheduler is wrapped", 0)
 
+    def _ramps_into_scheduler(self) -> bool:
+        return (
+            self.scheduler is not None
+            and not self.warmup_prefix
+            and self.warmup_method == "linear"
+            and self.warmup_iters > 0
+        )
+
+    def check_bases(self, base_lrs):
+        if self.scheduler is not None:
+            self.scheduler.check_bases(base_lrs)
+        # OneFlow ramps every group to one end factor taken from the first group.
+        first = base_lrs[0]
+        # OneFlow compares with np.isclose's default tolerances.
+        if self._ramps_into_scheduler() and any(
+            abs(b - first) > 1e-8 + 1e-5 * abs(first) for b in base_lrs
+        ):
+            raise ConfigError(
+                f"{self.name}: a linear warmup into a scheduler without warmup_prefix needs "
+                f"one lr for all param groups (as in OneFlow), got {list(base_lrs)!r}"
+            )
+
     def _warmup_lr(self, step: int, base_lr: float) -> float:
         from dualtrain.schedules.formulas import OneFlowConstantLR, OneFlowLinearLR
 
         if self.warmup_method == "constant":
             return OneFlowConstantLR(self.warmup_factor, self.warmup_iters).lr(step, base_lr)
         end_factor = 1.0
-        if self.scheduler is not None and not self.warmup_prefix:
+        if base_lr == 0.0:
+            return 0.0  # every factor of a zero lr is zero (OneFlow divides by it)
+        if self._ramps_into_scheduler():
             end_factor = self.scheduler.lr(self.warmup_iters, base_lr) / base_lr
         ramp = OneFlowLinearLR(self.warmup_factor, 0.0, self.warmup_iters)
         ramp.end_factor = end_factor  # may exceed 1 when the wrapped schedule rises
@@ -221,3 +276,4 @@ class WarmupLR(Schedule):
 
     def momentum(self, step):
         return None if self.scheduler is None else self.scheduler.momentum(step)
+

@@ -17,6 +17,7 @@ class CyclicLR(Schedule):
     """Triangle waves between base_lr and max_lr (Smith, 2017), scaled per cycle or step."""
 
     name = "CyclicLR"
+    native = ("torch",)
     per_group = ("base_lr", "max_lr", "base_momentum", "max_momentum")
     modes = ("triangular", "triangular2", "exp_range")
 
@@ -50,7 +51,9 @@ class CyclicLR(Schedule):
         else:
             self.mode = mode
             self.scale_fn = checks.function(owner, "scale_fn", scale_fn)
-            self.scale_mode = checks.choice(owner, "scale_mode", scale_mode, ("cycle", "iterations"))
+            self.scale_mode = checks.choice(
+                owner, "scale_mode", scale_mode, ("cycle", "iterations")
+            )
         self.cycles_momentum = checks.boolean(owner, "cycle_momentum", cycle_momentum)
         self.base_momentum = checks.number(owner, "base_momentum", base_momentum)
         self.max_momentum = checks.number(owner, "max_momentum", max_momentum)
@@ -86,6 +89,9 @@ class CyclicLR(Schedule):
     def start_lr(self, base_lr):
         return self.base_lr
 
+    def setup_group(self, group):
+        group["lr"] = self.base_lr
+
 
 class OneCycleLR(Schedule):
     """The 1cycle policy (Smith & Topin, 2018): warm up to max_lr, anneal far below.
@@ -94,6 +100,7 @@ class OneCycleLR(Schedule):
     """
 
     name = "OneCycleLR"
+    native = ("torch",)
     per_group = ("max_lr", "base_momentum", "max_momentum")
 
     def __init__(
@@ -124,6 +131,20 @@ class OneCycleLR(Schedule):
         self.initial_lr = self.max_lr / div_factor
         self.min_lr = self.initial_lr / final_div
         self.phases = self._phases(pct_start, checks.boolean(owner, "three_phase", three_phase))
+        self._refuse_empty_phases(pct_start)
+
+    def _refuse_empty_phases(self, pct_start: float) -> None:
+        # torch divides by a phase's length, so an empty phase is a ZeroDivisionError
+        # in the middle of training there; refuse the config up front instead.
+        start = 0.0
+        for end, _, _ in self.phases:
+            if end == start:
+                raise ConfigError(
+                    f"{self.name}: pct_start={pct_start!r} with total_steps={self.total_steps} "
+                    f"leaves a phase of zero length at step {end:g}; expected a pct_start "
+                    "that gives every phase at least one step"
+                )
+            start = end
 
     def _total_steps(self, total_steps, epochs, steps_per_epoch) -> int:
         if total_steps is not None:
@@ -178,3 +199,6 @@ class OneCycleLR(Schedule):
 
     def start_lr(self, base_lr):
         return self.initial_lr
+
+    def setup_group(self, group):
+        group.update(initial_lr=self.initial_lr, max_lr=self.max_lr, min_lr=self.min_lr)

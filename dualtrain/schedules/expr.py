@@ -69,13 +69,17 @@ class Expression:
     Args:
         text: the expression, e.g. "0.95 ** epoch".
         variables: names bound to the argument; they are aliases of one another.
+        where: what the expression is for, prefixed to errors ("LambdaLR: lr_lambda").
 
     Example:
         >>> Expression("0.5 ** (step // 2)")(4)
         0.25
     """
 
-    def __init__(self, text: str, variables: tuple[str, ...] = ("epoch", "step", "x")) -> None:
+    def __init__(
+        self, text: str, variables: tuple[str, ...] = ("epoch", "step", "x"), where: str = ""
+    ) -> None:
+        self.where = f"{where}: " if where else ""
         if not isinstance(text, str):
             raise ExpressionError(f"an expression must be a string, got {text!r}")
         if not variables or not all(isinstance(v, str) and v.isidentifier() for v in variables):
@@ -91,7 +95,7 @@ class Expression:
         self._shown_var = next((v for v in used if v in self.variables), self.variables[0])
 
     def _fail(self, why: str) -> ExpressionError:
-        return ExpressionError(f'expression "{_show(self.text)}": {why}')
+        return ExpressionError(f'{self.where}expression "{_show(self.text)}": {why}')
 
     def _parse(self) -> ast.expr:
         if len(self.text) > MAX_LENGTH:
@@ -163,7 +167,8 @@ class Expression:
         except (ArithmeticError, ValueError, TypeError) as exc:
             reason = exc.args[-1] if len(exc.args) == 2 else exc  # OverflowError(34, "...")
             raise ExpressionError(
-                f'expression "{_show(self.text)}" at {self._shown_var}={value!r}: {reason}'
+                f'{self.where}expression "{_show(self.text)}" '
+                f"at {self._shown_var}={value!r}: {reason}"
             ) from None
 
     def __repr__(self) -> str:
@@ -180,7 +185,7 @@ class Expression:
 
     def __reduce__(self):
         # Rebuild from the text: copy, deepcopy and pickle then re-validate, never trust state.
-        return (Expression, (self.text, self.variables))
+        return (Expression, (self.text, self.variables, self.where.removesuffix(": ")))
 
 
 def parse_expression(text: str, variables: tuple[str, ...] = ("epoch", "step", "x")) -> Expression:

@@ -21,6 +21,7 @@ class LambdaLR(Schedule):
     """lr = base_lr * lr_lambda(step)."""
 
     name = "LambdaLR"
+    oneflow_composable = False
     per_group = ("lr_lambda",)
 
     def __init__(self, lr_lambda) -> None:
@@ -34,6 +35,7 @@ class MultiplicativeLR(Schedule):
     """lr = base_lr * lr_lambda(1) * ... * lr_lambda(step); no closed form."""
 
     name = "MultiplicativeLR"
+    native = ("torch",)
     per_group = ("lr_lambda",)
 
     def __init__(self, lr_lambda) -> None:
@@ -95,7 +97,7 @@ class OneFlowMultiStepLR(MultiStepLR):
 
     def __init__(self, milestones, gamma: float = 0.1) -> None:
         values = checks.int_list(self.name, "milestones", milestones)
-        if any(b <= a for a, b in zip(values, values[1:])):
+        if any(b <= a for a, b in zip(values[:-1], values[1:], strict=True)):
             raise checks.fail(self.name, "milestones", "strictly increasing in OneFlow", values)
         super().__init__(values, gamma)
 
@@ -216,10 +218,12 @@ class PolynomialLR(Schedule):
     flavors = ("torch",)
 
     def __init__(self, total_iters: int = 5, power: float = 1.0) -> None:
-        self.total_iters = checks.integer(self.name, "total_iters", total_iters, minimum=1)
+        self.total_iters = checks.integer(self.name, "total_iters", total_iters, minimum=0)
         self.power = checks.number(self.name, "power", power, low=0)
 
     def lr(self, step, base_lr):
+        if self.total_iters == 0:  # torch leaves the lr alone then
+            return base_lr
         return base_lr * (1.0 - min(self.total_iters, step) / self.total_iters) ** self.power
 
     def chain_lr(self, prev, step, base_lr, initial):
@@ -351,6 +355,7 @@ class CosineDecayLR(Schedule):
     then base_lr * alpha from decay_steps on."""
 
     name = "CosineDecayLR"
+    native = ("oneflow",)
 
     def __init__(self, decay_steps: int, alpha: float = 0.0) -> None:
         self.decay_steps = checks.integer(self.name, "decay_steps", decay_steps, minimum=1)
