@@ -276,4 +276,3 @@ class WarmupLR(Schedule):
 
     def momentum(self, step):
         return None if self.scheduler is None else self.scheduler.momentum(step)
-
