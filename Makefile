@@ -14,7 +14,8 @@ STAMP = $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 # Touched only when the venv is (re)created, so the stamps follow it.
 VENV_MARK = $(VENV)/.python310
 
-DEMO_PLOT = runs/demo/polynomial.png
+DEMO_OUT = runs/demo
+DEMO_BACKENDS = numpy
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
@@ -46,10 +47,12 @@ $(STAMP): pyproject.toml $(VENV_MARK)
 	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
 	@touch $@
 
-demo: venv ## print the torch and OneFlow PolynomialLR side by side and plot them
-	@mkdir -p $(dir $(DEMO_PLOT))
-	$(PY) -m dualtrain schedule PolynomialLR --diff --lr 0.1 --steps 12 --arg total_iters=8 --plot $(DEMO_PLOT)
-	@echo "plot written to $(DEMO_PLOT)"
+demo: venv ## compare every engine on the built-in regression problem; report in runs/demo/
+	$(PY) -m dualtrain compare --backends $(DEMO_BACKENDS) --modes eager,graph \
+		--problem regression --optimizer sgd --lr 0.05 --momentum 0.9 \
+		--scheduler StepLR --arg step_size=5 --arg gamma=0.5 --epochs 20 --seed 0 \
+		--out $(DEMO_OUT)
+	@echo "report: $(DEMO_OUT)/report.md"
 
 test: venv ## run the tests (PYTEST_ARGS="..." passes options to pytest)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
@@ -62,12 +65,8 @@ format: venv ## ruff format, then ruff check --fix
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-bench: venv ## run the benchmarks (tests/bench/run_all.py)
-	@if [ -f tests/bench/run_all.py ]; then \
-		$(PY) tests/bench/run_all.py; \
-	else \
-		echo "no benchmarks yet"; \
-	fi
+bench: venv ## benchmarks side by side in one run, printed as ratios
+	$(PY) tests/bench/run_all.py
 
 docs: ## list the docs (Markdown in docs/, no generator)
 	@echo "The docs are Markdown files in docs/, read them as they are:"

@@ -23,11 +23,11 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dualtrain.commands import schedule
+    from dualtrain.commands import compare, schedule, train
 
     parser = OneLineParser(prog="dualtrain", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    for module in (schedule,):
+    for module in (train, compare, schedule):
         module.add_parser(commands)
     return parser
 

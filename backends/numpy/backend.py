@@ -1,0 +1,81 @@
+"""The NumPy reference backend behind the core's interface."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dualtrain.backend import Backend
+from dualtrain.model import ModelSpec
+from dualtrain.optim import OptimizerSpec
+from dualtrain_numpy.model import Network, accuracy, loss_and_grad
+from dualtrain_numpy.optim import Optimizer
+
+
+class NumpyBackend(Backend):
+    name = "numpy"
+    supports_graph = False
+    graph_unsupported_reason = "NumPy runs eagerly only: it has no static graph"
+
+    def build(self, spec: ModelSpec, dtype: str, device: str) -> Network:
+        return Network(spec, np.dtype(dtype))
+
+    def load_state(self, model: Network, arrays: dict[str, np.ndarray]) -> None:
+        for store in (model.params, model.buffers):
+            for name, target in store.items():
+                target[...] = arrays[name]
+
+    def read_state(self, model: Network) -> dict[str, np.ndarray]:
+        return {n: a.copy() for n, a in {**model.params, **model.buffers}.items()}
+
+    def make_optimizer(self, model: Network, spec: OptimizerSpec) -> Optimizer:
+        groups = spec.assign(list(model.params))
+        return Optimizer(spec.name, groups, model.params, model.grads)
+
+    def set_hyperparams(self, optimizer: Optimizer, lrs, momenta) -> None:
+        for i, group in enumerate(optimizer.param_groups):
+            group["lr"] = lrs[i]
+            if momenta is not None and momenta[i] is not None:
+                if "betas" in group:
+                    group["betas"] = (momenta[i], group["betas"][1])
+                else:
+                    group["momentum"] = momenta[i]
+
+    def forward_backward(self, model: Network, x, y) -> float:
+        model.training = True
+        out = model.forward(x.astype(model.dtype, copy=False))
+        loss, grad = loss_and_grad(model.spec.loss, out, _targets(y, model))
+        model.backward(grad)
+        return loss
+
+    def optimizer_step(self, optimizer: Optimizer) -> None:
+        optimizer.step()
+
+    def zero_grad(self, optimizer: Optimizer) -> None:
+        optimizer.zero_grad()
+
+    def evaluate(self, model: Network, x, y) -> tuple[float, float | None]:
+        model.training = False
+        try:
+            out = model.forward(x.astype(model.dtype, copy=False))
+        finally:
+            model.training = True
+        loss, _ = loss_and_grad(model.spec.loss, out, _targets(y, model))
+        return loss, accuracy(model.spec.loss, out, y)
+
+    def optimizer_state(self, optimizer: Optimizer) -> dict[str, np.ndarray]:
+        return {
+            f"{name}/{key}": np.asarray(value)
+            for name, state in optimizer.state.items()
+            for key, value in state.items()
+        }
+
+    def load_optimizer_state(self, optimizer: Optimizer, state: dict[str, np.ndarray]) -> None:
+        optimizer.state = {}
+        for flat, value in state.items():
+            name, key = flat.rsplit("/", 1)
+            entry = optimizer.state.setdefault(name, {})
+            entry[key] = int(value) if key == "step" else np.array(value, copy=True)
+
+
+def _targets(y: np.ndarray, model: Network) -> np.ndarray:
+    return y if y.dtype.kind in "iu" else y.astype(model.dtype, copy=False)

@@ -1,0 +1,165 @@
+"""The Python API: train on your own arrays, or compare engines, in one call.
+
+`dualtrain train` and `dualtrain compare` are thin layers over the same
+`RunConfig` these functions build.
+
+Example:
+    >>> import numpy as np
+    >>> import dualtrain
+    >>> x = np.linspace(-1, 1, 40).reshape(-1, 2)
+    >>> y = x @ np.array([[1.0], [-2.0]])
+    >>> run = dualtrain.fit(dualtrain.mlp([2, 1]), x, y, lr=0.1, epochs=5, batch_size=10)
+    >>> len(run.trajectory.steps), run.trajectory.losses[-1] < run.trajectory.losses[0]
+    (10, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from dualtrain import comparison as _compare
+from dualtrain import loop
+from dualtrain.data import Dataset
+from dualtrain.errors import ConfigError
+from dualtrain.model import ModelSpec
+from dualtrain.optim import GroupSpec
+
+
+def fit(
+    model: ModelSpec,
+    x: Any,
+    y: Any,
+    *,
+    val: tuple[Any, Any] | None = None,
+    weights: Mapping[str, Any] | None = None,
+    backend: str = "numpy",
+    mode: str = "eager",
+    **options: Any,
+) -> loop.Run:
+    """Train `model` on arrays `x`, `y`; returns the run (trajectory and final state).
+
+    Args:
+        model: a `ModelSpec`, e.g. `dualtrain.mlp([5, 32, 1], batchnorm=True)`.
+        x: inputs, shape (samples, features).
+        y: targets: (samples, outputs) floats, or (samples,) class ids for cross-entropy.
+        val: optional (x, y) evaluated after every epoch.
+        weights: initial parameters and buffers by stable name ("0.weight", ...);
+            anything left out is drawn from the seed with PyTorch's default init.
+        backend, mode: the engine, e.g. "torch" and "graph".
+        **options: the training options of `RunConfig` and `run_config`:
+            optimizer, lr, momentum, weight_decay, ..., groups, scheduler,
+            scheduler_args, flavor, interval, metric, epochs, batch_size,
+            shuffle, drop_last, seed, dtype, device.
+    """
+    config = run_config(backend=backend, mode=mode, **options)
+    train, validation = _datasets(model, x, y, val)
+    return loop.fit(config, model, train, validation, weights=_arrays(weights))
+
+
+def compare(
+    model: ModelSpec,
+    x: Any,
+    y: Any,
+    *,
+    backends: Sequence[str] = ("numpy",),
+    modes: Sequence[str] = ("eager",),
+    val: tuple[Any, Any] | None = None,
+    weights: Mapping[str, Any] | None = None,
+    rtol: float = _compare.RTOL,
+    atol: float = _compare.ATOL,
+    **options: Any,
+) -> _compare.Comparison:
+    """Train on every backend x mode from the same weights and batches; judge each
+    against the first engine. Same options as `fit`; `.passed` says whether all agree."""
+    config = run_config(**options)
+    train, validation = _datasets(model, x, y, val)
+    return _compare.compare(
+        config, model, train, validation, list(backends), list(modes), _arrays(weights), rtol, atol
+    )
+
+
+# Optimizer hyperparameters that may be given as keywords of their own.
+_OPTIMIZER_KEYWORDS = ("momentum", "dampening", "nesterov", "weight_decay", "betas", "eps")
+_OPTIMIZER_KEYWORDS += ("amsgrad", "alpha", "centered")
+
+
+def run_config(
+    *,
+    scheduler: str | None = None,
+    scheduler_args: Mapping[str, Any] | None = None,
+    flavor: str = "torch",
+    interval: str = "epoch",
+    metric: str = "val_loss",
+    groups: Sequence[GroupSpec | Mapping[str, Any]] = (),
+    options: Mapping[str, Any] | None = None,
+    **settings: Any,
+) -> loop.RunConfig:
+    """A checked `RunConfig` from keywords (see `fit`); unknown keywords are refused."""
+    hyper = dict(options or {})
+    for key in _OPTIMIZER_KEYWORDS:
+        if key in settings:
+            hyper[key] = settings.pop(key)
+    known = set(loop.RunConfig.__dataclass_fields__) - {"options", "groups", "schedule"}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        expected = sorted(known | {"scheduler", "scheduler_args", "flavor", "interval", "metric"})
+        raise ConfigError(f"unknown option(s) {unknown} (expected: {', '.join(expected)})")
+    schedule = loop.ScheduleConfig(scheduler, flavor, dict(scheduler_args or {}), interval, metric)
+    config = loop.RunConfig(
+        options=hyper, groups=tuple(map(group_spec, groups)), schedule=schedule, **settings
+    )
+    config.optimizer_spec()  # refuse a bad optimizer or hyperparameter now, in one line
+    return config
+
+
+def group_spec(entry: GroupSpec | Mapping[str, Any]) -> GroupSpec:
+    """A param group from `{"prefixes": [...], "lr": ..., "options": {...}}`."""
+    if isinstance(entry, GroupSpec):
+        return entry
+    if (
+        not isinstance(entry, Mapping)
+        or "lr" not in entry
+        or set(entry)
+        - {
+            "prefixes",
+            "lr",
+            "options",
+        }
+    ):
+        raise ConfigError(f"a param group must be {{prefixes, lr[, options]}}, got {entry!r}")
+    prefixes = entry.get("prefixes", ())
+    prefixes = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
+    if not prefixes or not all(isinstance(p, str) for p in prefixes):
+        raise ConfigError(f"a param group's prefixes must be strings, got {prefixes!r}")
+    return GroupSpec(prefixes, entry["lr"], dict(entry.get("options") or {}))
+
+
+def _datasets(model: ModelSpec, x, y, val) -> tuple[Dataset, Dataset | None]:
+    train = dataset(x, y)
+    if val is not None and (not isinstance(val, (tuple, list)) or len(val) != 2):
+        raise ConfigError(f"val must be a pair (x, y), got {type(val).__name__}")
+    validation = None if val is None else dataset(*val)
+    return train, validation
+
+
+def dataset(x: Any, y: Any) -> Dataset:
+    """A `Dataset` from array-likes: float inputs, float targets or int class ids."""
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if x.dtype.kind not in "fiu" or y.dtype.kind not in "fiu":
+        raise ConfigError(f"data must be numeric arrays, got x {x.dtype} and y {y.dtype}")
+    y = y.astype(np.int64) if y.dtype.kind in "iu" else y.astype(np.float64)
+    if y.dtype.kind == "f" and y.ndim == 1:
+        y = y.reshape(-1, 1)
+    return Dataset(x.astype(np.float64), y)
+
+
+def _arrays(weights: Mapping[str, Any] | None) -> dict[str, np.ndarray] | None:
+    if weights is None:
+        return None
+    if not isinstance(weights, Mapping):
+        raise ConfigError(f"weights must map stable names to arrays, got {type(weights).__name__}")
+    return {name: np.asarray(value) for name, value in weights.items()}

@@ -1,0 +1,164 @@
+"""The backend interface, and the registry that finds backends by entry point.
+
+A backend adapts one framework: it builds the core's model spec, moves
+parameters, buffers and optimizer state in and out as NumPy arrays under the
+core's stable names, and runs one training step, eagerly or as a static graph.
+The loop (`dualtrain.loop`) owns everything else: counters, schedules, data
+order, trajectories. A backend never runs its framework's scheduler.
+
+Backends register in the entry-point group `dualtrain.backends`:
+
+    [project.entry-points."dualtrain.backends"]
+    mine = "my_package.backend:MyBackend"
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+import numpy as np
+
+from dualtrain.errors import ConfigError
+from dualtrain.model import ModelSpec
+from dualtrain.optim import OptimizerSpec
+
+ENTRY_POINT_GROUP = "dualtrain.backends"
+
+#: One training step: (x, y) as NumPy arrays -> the batch's loss as a float.
+StepFn = Callable[[np.ndarray, np.ndarray], float]
+
+
+class Backend(ABC):
+    """One framework behind the core's interface."""
+
+    name: ClassVar[str] = ""
+    #: Whether `compile_step` gives a static-graph training step.
+    supports_graph: ClassVar[bool] = False
+    #: Why not, shown when a graph run is skipped.
+    graph_unsupported_reason: ClassVar[str] = "this backend has no static-graph mode"
+    dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64")
+    devices: ClassVar[tuple[str, ...]] = ("cpu",)
+
+    @abstractmethod
+    def build(self, spec: ModelSpec, dtype: str, device: str) -> Any:
+        """A model for `spec`, in train mode, with its parameters in `dtype` on `device`."""
+
+    @abstractmethod
+    def load_state(self, model: Any, arrays: dict[str, np.ndarray]) -> None:
+        """Set parameters and buffers from arrays under the spec's stable names."""
+
+    @abstractmethod
+    def read_state(self, model: Any) -> dict[str, np.ndarray]:
+        """Every parameter and buffer as NumPy arrays under the stable names."""
+
+    @abstractmethod
+    def make_optimizer(self, model: Any, spec: OptimizerSpec) -> Any:
+        """The framework's optimizer, one param group per group of `spec.assign`."""
+
+    @abstractmethod
+    def set_hyperparams(self, optimizer: Any, lrs: list[float], momenta: list | None) -> None:
+        """Set each group's lr (and momentum or beta1 when `momenta` is given)."""
+
+    @abstractmethod
+    def forward_backward(self, model: Any, x: np.ndarray, y: np.ndarray) -> float:
+        """Forward, loss and backward on one batch (gradients accumulate); returns the loss."""
+
+    @abstractmethod
+    def optimizer_step(self, optimizer: Any) -> None:
+        """Apply one update from the accumulated gradients."""
+
+    @abstractmethod
+    def zero_grad(self, optimizer: Any) -> None:
+        """Clear the gradients."""
+
+    @abstractmethod
+    def evaluate(self, model: Any, x: np.ndarray, y: np.ndarray) -> tuple[float, float | None]:
+        """(loss, accuracy or None) in eval mode, without touching any state."""
+
+    def eager_step(self, model: Any, optimizer: Any) -> StepFn:
+        """zero grad, forward, loss, backward, update: one eager training step."""
+
+        def step(x: np.ndarray, y: np.ndarray) -> float:
+            self.zero_grad(optimizer)
+            loss = self.forward_backward(model, x, y)
+            self.optimizer_step(optimizer)
+            return loss
+
+        return step
+
+    def compile_step(self, model: Any, optimizer: Any) -> StepFn:
+        """The same step as a static graph; only where `supports_graph`."""
+        raise ConfigError(f"backend {self.name!r}: {self.graph_unsupported_reason}")
+
+    def optimizer_state(self, optimizer: Any) -> dict[str, np.ndarray]:
+        """Optimizer state (momentum buffers, moments, step counts) as arrays."""
+        return {}
+
+    def load_optimizer_state(self, optimizer: Any, state: dict[str, np.ndarray]) -> None:
+        """Set the optimizer state read by `optimizer_state`."""
+        return None
+
+    def close(self) -> None:
+        """Release what the backend holds (graphs, devices); optional."""
+        return None
+
+
+# Backends registered in this process (tests, notebooks), next to the entry points.
+_REGISTERED: dict[str, type[Backend]] = {}
+
+
+def register_backend(cls: type[Backend]) -> type[Backend]:
+    """Make `cls` available under `cls.name` in this process; usable as a decorator.
+
+    Installed backends register through the `dualtrain.backends` entry point
+    instead; this is for a backend defined in a script or a test.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Backend)) or not cls.name:
+        raise ConfigError(f"register_backend needs a named Backend subclass, got {cls!r}")
+    if cls.name in _discover() or _REGISTERED.get(cls.name, cls) is not cls:
+        raise ConfigError(f"backend name {cls.name!r} is already registered")
+    _REGISTERED[cls.name] = cls
+    return cls
+
+
+def unregister_backend(name: str) -> None:
+    """Forget a backend registered with `register_backend`."""
+    _REGISTERED.pop(name, None)
+
+
+def _discover() -> dict[str, Any]:
+    """Entry points by name; a name registered twice is refused."""
+    found: dict[str, Any] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name in found and found[ep.name].value != ep.value:
+            raise ConfigError(
+                f"backend name {ep.name!r} is registered twice: {found[ep.name].value} "
+                f"and {ep.value}"
+            )
+        found[ep.name] = ep
+    return found
+
+
+def backend_names() -> list[str]:
+    """Names of every installed or registered backend."""
+    return sorted({*_discover(), *_REGISTERED})
+
+
+def get_backend(name: str) -> Backend:
+    """An instance of backend `name`; an unknown name gets the list of known ones."""
+    if name in _REGISTERED:
+        return _REGISTERED[name]()
+    found = _discover()
+    if name not in found:
+        known = ", ".join(backend_names()) or "none installed"
+        raise ConfigError(f"unknown backend {name!r} (known: {known})")
+    try:
+        cls = found[name].load()
+    except ImportError as exc:
+        raise ConfigError(f"backend {name!r} is registered but cannot load: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise ConfigError(f"backend {name!r} entry point is not a Backend subclass: {cls!r}")
+    return cls()

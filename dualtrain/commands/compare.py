@@ -1,0 +1,48 @@
+"""`dualtrain compare`: the same training on every engine, judged against the first."""
+
+from __future__ import annotations
+
+import argparse
+
+from dualtrain.commands.training import add_training_options, resolve
+from dualtrain.comparison import compare
+from dualtrain.report import write_report
+
+EXIT_DISAGREE = 1
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("compare", help="run every backend x mode and compare")
+    p.add_argument("--backends", help="comma-separated, reference first (default: numpy)")
+    p.add_argument("--modes", help="comma-separated: eager,graph (default: eager)")
+    add_training_options(p)
+    p.set_defaults(run=run)
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def run(args: argparse.Namespace) -> int:
+    job = resolve(args, extra={"backends": str, "modes": str})
+    backends = _names(job.values.get("backends", "numpy"))
+    modes = _names(job.values.get("modes", "eager"))
+    result = compare(
+        job.config, job.model, job.train, job.val, backends, modes, weights=job.weights
+    )
+    for r in result.results:
+        if r.skipped:
+            print(f"{r.engine}: skipped ({r.skipped})")
+        else:
+            verdict = {True: "pass", False: "FAIL", None: ""}[r.passed]
+            if r.engine == result.reference:
+                verdict = "reference"
+            val = r.run.trajectory.final_val_loss
+            shown = "" if val is None else f", validation loss {val:.6g}"
+            print(f"{r.engine}: last step loss {r.run.trajectory.final_loss:.6g}{shown} {verdict}")
+    title = f"dualtrain compare: {job.values.get('problem', 'data')} on {', '.join(backends)}"
+    report = write_report(result, job.out, title)
+    plots = [report.parent / name for name in ("lr.png", "loss.png")]
+    shown = ", ".join(str(p) for p in plots if p.exists()) or "none: matplotlib is missing"
+    print(f"report: {report} (plots: {shown})")
+    return 0 if result.passed else EXIT_DISAGREE

@@ -1,0 +1,209 @@
+"""Training options shared by `dualtrain train` and `dualtrain compare`.
+
+Every flag has a key of the same name in a TOML/JSON `--config` file
+(dashes become underscores); flags given on the command line win.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any
+
+from dualtrain.configfile import load_config, parse_assignment
+from dualtrain.data import Dataset, load_data
+from dualtrain.errors import ConfigError
+from dualtrain.loop import RunConfig, ScheduleConfig
+from dualtrain.model import ModelSpec
+from dualtrain.optim import GroupSpec
+from dualtrain.problems import get_problem
+
+# Config keys and their types; the flags mirror them.
+KEYS: dict[str, type | tuple[type, ...]] = {
+    "problem": str,
+    "data": str,
+    "target": str,
+    "optimizer": str,
+    "lr": (int, float),
+    "options": dict,
+    "groups": list,
+    "scheduler": str,
+    "flavor": str,
+    "args": dict,
+    "interval": str,
+    "metric": str,
+    "epochs": int,
+    "batch_size": int,
+    "seed": int,
+    "dtype": str,
+    "device": str,
+    "shuffle": bool,
+    "drop_last": bool,
+    "val_fraction": (int, float),
+    "out": str,
+}
+
+
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML or JSON file with any of the options below")
+    p.add_argument("--problem", help="built-in problem: regression, linear, classification")
+    p.add_argument("--data", help="your own data: .npz (arrays x, y) or .csv with a header")
+    p.add_argument("--target", help="CSV column holding the target (default: the last)")
+    p.add_argument("--optimizer", help="sgd, adam, adamw or rmsprop")
+    p.add_argument("--lr", type=float, help="learning rate (of the default param group)")
+    p.add_argument("--momentum", type=float, help="SGD/RMSprop momentum")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--nesterov", action="store_true", default=None)
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other optimizer hyperparameter, e.g. betas=(0.9,0.99)",
+    )
+    p.add_argument(
+        "--group",
+        action="append",
+        default=[],
+        metavar="PREFIX[,PREFIX]=LR",
+        help="a param group with its own lr, e.g. 0.=0.01 for the first layer",
+    )
+    p.add_argument("--scheduler", help="lr schedule name, e.g. StepLR or OneCycleLR")
+    p.add_argument("--flavor", help="schedule behaviour: torch (default) or oneflow")
+    p.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="schedule argument (Python literal)",
+    )
+    p.add_argument("--interval", help="step the schedule every 'epoch' (default) or 'step'")
+    p.add_argument("--metric", help="ReduceLROnPlateau watches val_loss (default) or train_loss")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--dtype", help="float64 (default) or float32")
+    p.add_argument("--device", help="cpu (default) or cuda where the backend has it")
+    p.add_argument("--no-shuffle", dest="shuffle", action="store_false", default=None)
+    p.add_argument("--drop-last", action="store_true", default=None)
+    p.add_argument("--val-fraction", type=float, help="share of rows held out for validation")
+    p.add_argument("--out", help="directory for the trajectory, report and plots")
+
+
+@dataclass
+class Training:
+    config: RunConfig
+    model: ModelSpec
+    train: Dataset
+    val: Dataset | None
+    weights: dict | None
+    out: str
+    values: dict[str, Any]
+
+
+def resolve(args: argparse.Namespace, extra: dict[str, type] | None = None) -> Training:
+    """The run described by --config and the flags (flags win), checked."""
+    allowed = {**KEYS, **(extra or {})}
+    values: dict[str, Any] = {}
+    if args.config:
+        values = load_config(args.config)
+        for key, value in values.items():
+            if key not in allowed:
+                raise ConfigError(f"config {args.config!r}: unknown key {key!r}")
+            if isinstance(value, bool) != (allowed[key] is bool) or not isinstance(
+                value, allowed[key]
+            ):
+                raise ConfigError(f"config {args.config!r}: {key} has the wrong type: {value!r}")
+    for key in allowed:
+        flag = getattr(args, key, None)
+        if flag is not None and key not in ("options", "args", "groups"):
+            values[key] = flag
+    options = dict(values.get("options", {}))
+    for key, flag in (
+        ("momentum", args.momentum),
+        ("weight_decay", args.weight_decay),
+        ("nesterov", args.nesterov),
+    ):
+        if flag is not None:
+            options[key] = flag
+    options.update(parse_assignment(a) for a in args.option)
+    sched_kwargs = dict(values.get("args", {}))
+    sched_kwargs.update(parse_assignment(a) for a in args.arg)
+    groups = [_group(g) for g in values.get("groups", [])] + [_group_flag(g) for g in args.group]
+    return _build(values, options, sched_kwargs, groups)
+
+
+def _group(entry: Any) -> GroupSpec:
+    if (
+        not isinstance(entry, dict)
+        or set(entry) - {"prefixes", "lr", "options"}
+        or "lr" not in entry
+    ):
+        raise ConfigError(f"each of groups must be {{prefixes, lr[, options]}}, got {entry!r}")
+    prefixes = entry.get("prefixes", [])
+    prefixes = [prefixes] if isinstance(prefixes, str) else prefixes
+    return GroupSpec(tuple(prefixes), entry["lr"], dict(entry.get("options", {})))
+
+
+def _group_flag(text: str) -> GroupSpec:
+    prefixes, sep, lr = text.partition("=")
+    try:
+        value = float(lr)
+    except ValueError:
+        value = None
+    if not sep or not prefixes or value is None:
+        raise ConfigError(f"--group expects PREFIX[,PREFIX]=LR, e.g. 0.=0.01, got {text!r}")
+    return GroupSpec(tuple(p.strip() for p in prefixes.split(",")), value)
+
+
+def _build(values, options, sched_kwargs, groups) -> Training:
+    if values.get("data") and values.get("problem"):
+        raise ConfigError("give --problem or --data, not both")
+    problem = get_problem(values.get("problem", "regression"), values.get("seed", 0))
+    defaults = {
+        "batch_size": problem.batch_size,
+        "val_fraction": problem.val_fraction,
+        **problem.defaults,
+    }
+    data, weights = problem.data, problem.weights
+    if values.get("data"):
+        data, weights = load_data(values["data"], values.get("target")), None
+        defaults = {"batch_size": 32, "val_fraction": 0.2}
+    merged = {**defaults, **values}
+    model = problem.model if not values.get("data") else _model_for(data, problem.model)
+    schedule = ScheduleConfig(
+        name=merged.get("scheduler"),
+        flavor=merged.get("flavor", "torch"),
+        kwargs=sched_kwargs,
+        interval=merged.get("interval", "epoch"),
+        metric=merged.get("metric", "val_loss"),
+    )
+    config = RunConfig(
+        backend=merged.get("backend", "numpy"),
+        mode=merged.get("mode", "eager"),
+        optimizer=merged.get("optimizer", "sgd"),
+        lr=merged.get("lr", 0.05),
+        options=options,
+        groups=tuple(groups),
+        schedule=schedule,
+        epochs=merged.get("epochs", 20),
+        batch_size=merged["batch_size"],
+        shuffle=merged.get("shuffle", True),
+        drop_last=merged.get("drop_last", False),
+        seed=merged.get("seed", 0),
+        dtype=merged.get("dtype", "float64"),
+        device=merged.get("device", "cpu"),
+    )
+    config.optimizer_spec()  # checks optimizer name and options now, in one line
+    train, val = data.split(merged["val_fraction"], config.seed)
+    return Training(config, model, train, val, weights, merged.get("out", "runs/latest"), merged)
+
+
+def _model_for(data: Dataset, template: ModelSpec) -> ModelSpec:
+    """A tanh MLP sized to the user's data: regression, or classification for int targets."""
+    from dualtrain.model import mlp
+
+    features = data.x.shape[1]
+    if data.y.dtype.kind in "iu":
+        return mlp([features, 32, int(data.y.max()) + 1], activation="relu", loss="cross_entropy")
+    return mlp([features, 32, data.y.shape[1]], activation="tanh", loss="mse")

@@ -1,0 +1,128 @@
+"""Running one training on several engines and judging whether they agree.
+
+An engine is a backend and a mode ("torch/graph"). Every engine gets the same
+initial weights, batches and schedule; the first engine (NumPy eager, float64,
+by default) is the reference the others are measured against.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dualtrain.backend import get_backend
+from dualtrain.data import Dataset
+from dualtrain.errors import ConfigError
+from dualtrain.loop import Run, RunConfig, fit, with_overrides
+from dualtrain.model import ModelSpec, init_weights
+
+#: Per-step losses and final parameters must agree this closely with the reference.
+RTOL, ATOL = 1e-4, 1e-6
+
+
+@dataclass
+class EngineResult:
+    engine: str
+    run: Run | None = None
+    skipped: str | None = None  # why the engine did not run
+    lr_max_diff: float = math.nan
+    loss_max_rel_diff: float = math.nan
+    param_max_rel_diff: float = math.nan
+    passed: bool | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Comparison:
+    reference: str
+    results: list[EngineResult]
+    rtol: float = RTOL
+    atol: float = ATOL
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed is not False for r in self.results)
+
+
+def engines(backends: list[str], modes: list[str]) -> list[tuple[str, str, str | None]]:
+    """(backend, mode, reason to skip or None) for every pair, in order."""
+    out = []
+    for name in backends:
+        backend = get_backend(name)
+        for mode in modes:
+            skip = None
+            if mode == "graph" and not backend.supports_graph:
+                skip = backend.graph_unsupported_reason
+            out.append((name, mode, skip))
+    return out
+
+
+def compare(
+    config: RunConfig,
+    model: ModelSpec,
+    train: Dataset,
+    val: Dataset | None,
+    backends: list[str],
+    modes: list[str],
+    weights: dict[str, np.ndarray] | None = None,
+    rtol: float = RTOL,
+    atol: float = ATOL,
+) -> Comparison:
+    """Run every engine from identical weights and batches; compare with the first.
+
+    Example:
+        >>> from dualtrain.problems import get_problem
+        >>> p = get_problem("linear")
+        >>> c = compare(RunConfig(lr=0.001, epochs=2, batch_size=4), p.model, p.data, None,
+        ...             ["numpy"], ["eager", "graph"], weights=p.weights)
+        >>> [(r.engine, r.skipped is not None) for r in c.results]
+        [('numpy/eager', False), ('numpy/graph', True)]
+    """
+    if not backends or not modes:
+        raise ConfigError("compare needs at least one backend and one mode")
+    start = init_weights(model, config.seed)
+    start.update({k: np.asarray(v) for k, v in (weights or {}).items()})
+    results = []
+    for backend, mode, skip in engines(backends, modes):
+        engine_config = with_overrides(config, backend=backend, mode=mode)
+        if skip:
+            results.append(EngineResult(engine_config.engine, skipped=skip))
+            continue
+        run = fit(engine_config, model, train, val, weights=start)
+        results.append(EngineResult(engine_config.engine, run=run))
+    ran = [r for r in results if r.run is not None]
+    for result in ran:
+        _judge(ran[0], result, rtol, atol)
+    return Comparison(ran[0].engine, results, rtol, atol)
+
+
+def _judge(ref: EngineResult, other: EngineResult, rtol: float, atol: float) -> None:
+    a, b = ref.run.trajectory, other.run.trajectory
+    if len(a.steps) != len(b.steps):
+        other.passed = False
+        other.notes.append(f"{len(b.steps)} steps against the reference's {len(a.steps)}")
+        return
+    lrs_a = np.array([s["lr"] for s in a.steps])
+    lrs_b = np.array([s["lr"] for s in b.steps])
+    other.lr_max_diff = float(np.max(np.abs(lrs_a - lrs_b))) if lrs_a.size else 0.0
+    other.loss_max_rel_diff = _max_rel(np.array(a.losses), np.array(b.losses))
+    params = [n for n in ref.run.state if not n.endswith("num_batches_tracked")]
+    other.param_max_rel_diff = max(
+        (_max_rel(ref.run.state[n], other.run.state[n]) for n in params), default=0.0
+    )
+    losses_ok = np.allclose(b.losses, a.losses, rtol=rtol, atol=atol)
+    params_ok = all(
+        np.allclose(other.run.state[n], ref.run.state[n], rtol=rtol, atol=atol) for n in params
+    )
+    # lr trajectories must be the very same floats: every engine reads one schedule.
+    other.passed = bool(losses_ok and params_ok and other.lr_max_diff == 0.0)
+
+
+def _max_rel(ref: np.ndarray, other: np.ndarray) -> float:
+    ref, other = np.asarray(ref, np.float64), np.asarray(other, np.float64)
+    if ref.size == 0:
+        return 0.0
+    scale = np.maximum(np.abs(ref), np.finfo(np.float64).tiny)
+    return float(np.max(np.abs(other - ref) / scale))

@@ -1,0 +1,294 @@
+"""The training loop: counters, schedules, data order and records live here.
+
+A backend only runs steps. The loop decides each group's lr (and momentum)
+from the core's schedule before every step, so every engine of a comparison
+gets identical hyperparameters, weights and batches.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from dualtrain.backend import Backend, get_backend
+from dualtrain.data import Dataset, batch_indices
+from dualtrain.errors import ConfigError
+from dualtrain.lr_scheduler import LRScheduler
+from dualtrain.model import ModelSpec, init_weights
+from dualtrain.optim import GroupSpec, OptimizerSpec
+from dualtrain.progress import Progress
+from dualtrain.schedules import ReduceLROnPlateau, build_schedule
+from dualtrain.trajectory import Trajectory
+
+MODES = ("eager", "graph")
+INTERVALS = ("epoch", "step")
+METRICS = ("val_loss", "train_loss")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Which schedule, how often it steps, and what ReduceLROnPlateau watches."""
+
+    name: str | None = None
+    flavor: str = "torch"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    interval: str = "epoch"
+    metric: str = "val_loss"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs besides data and model."""
+
+    backend: str = "numpy"
+    mode: str = "eager"
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    options: dict[str, Any] = field(default_factory=dict)
+    groups: tuple[GroupSpec, ...] = ()
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    epochs: int = 20
+    batch_size: int = 50
+    shuffle: bool = True
+    drop_last: bool = False
+    seed: int = 0
+    dtype: str = "float64"
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        _positive("epochs", self.epochs, allow_zero=True)
+        _positive("batch_size", self.batch_size)
+        _positive("seed", self.seed, allow_zero=True)
+        _one_of("mode", self.mode, MODES)
+        _one_of("dtype", self.dtype, ("float32", "float64"))
+        _one_of("interval", self.schedule.interval, INTERVALS)
+        _one_of("metric", self.schedule.metric, METRICS)
+
+    @property
+    def engine(self) -> str:
+        return f"{self.backend}/{self.mode}"
+
+    def optimizer_spec(self) -> OptimizerSpec:
+        return OptimizerSpec(self.optimizer, self.lr, dict(self.options), tuple(self.groups))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _positive(name: str, value: Any, allow_zero: bool = False) -> None:
+    low = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        kind = "a non-negative int" if allow_zero else "a positive int"
+        raise ConfigError(f"{name} must be {kind}, got {value!r}")
+
+
+def _one_of(name: str, value: Any, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(f"{name} must be one of {', '.join(options)}, got {value!r}")
+
+
+@dataclass
+class Run:
+    """A finished run: its trajectory and final parameters and buffers."""
+
+    trajectory: Trajectory
+    state: dict[str, np.ndarray]
+
+
+class Scheduler:
+    """The core's schedule as the loop uses it: lrs and momenta for a schedule step.
+
+    It counts from the bases torch's scheduler would (CyclicLR and OneCycleLR
+    set them while being built), by building the PyTorch-API scheduler over
+    stand-in param groups; the loop then asks for any step directly.
+    """
+
+    def __init__(self, config: ScheduleConfig, base_lrs: list[float]) -> None:
+        self.config, self.base_lrs = config, list(base_lrs)
+        self.plateau = self.schedules = None
+        self.observed = 0  # metrics fed so far: ReduceLROnPlateau's lrs change only then
+        if config.name is None:
+            return
+        built = build_schedule(config.name, config.flavor, config.kwargs, len(base_lrs))
+        if isinstance(built, ReduceLROnPlateau):
+            self.plateau, self.state = built, built.initial_state(base_lrs)
+            return
+        self.schedules = built
+        groups = _StandInGroups(base_lrs)
+        self.base_lrs = LRScheduler(groups, built, flavor=config.flavor)._bases()
+
+    def values(self, k: int) -> tuple[list[float], list[float] | None]:
+        """(lr per group, momentum per group or None) at schedule step k."""
+        if self.plateau is not None:
+            return list(self.state.lrs), None
+        if self.schedules is None:
+            return list(self.base_lrs), None
+        lrs = [s.lr(k, b) for s, b in zip(self.schedules, self.base_lrs, strict=True)]
+        if not any(s.cycles_momentum for s in self.schedules):
+            return lrs, None
+        return lrs, [s.momentum(k) for s in self.schedules]
+
+    def observe(self, metric: float) -> None:
+        """Feed ReduceLROnPlateau its metric; other schedules ignore it."""
+        if self.plateau is not None:
+            self.state = self.plateau.step(self.state, metric)
+            self.observed += 1
+
+
+class _StandInGroups:
+    """param_groups with what a scheduler reads: lr, and a momentum to cycle."""
+
+    def __init__(self, lrs: list[float]) -> None:
+        self.defaults = {"momentum": 0.0}
+        self.param_groups = [{"lr": lr, "momentum": 0.0} for lr in lrs]
+
+
+def fit(
+    config: RunConfig,
+    model: ModelSpec,
+    train: Dataset,
+    val: Dataset | None = None,
+    weights: dict[str, np.ndarray] | None = None,
+    backend: Backend | None = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+) -> Run:
+    """Train `model` on `train` with `config`; returns the trajectory and final state.
+
+    Args:
+        config: backend, mode, optimizer, schedule, epochs, seed, ...
+        model: the model spec.
+        train, val: the data; validation is evaluated after every epoch.
+        weights: initial parameters and buffers by stable name; default: from the seed.
+        backend: an instance to use instead of looking `config.backend` up.
+        on_step: called with each step's record (for progress or tests).
+
+    Example:
+        >>> from dualtrain.problems import get_problem
+        >>> p = get_problem("linear")
+        >>> run = fit(RunConfig(lr=0.001, epochs=3, batch_size=4, shuffle=False),
+        ...           p.model, p.data, weights=p.weights)
+        >>> round(run.trajectory.steps[0]["loss"], 6)
+        324.0
+    """
+    for data in (train, val):
+        if data is not None:
+            check_fits(model, data)
+    backend = backend or get_backend(config.backend)
+    if config.dtype not in backend.dtypes:
+        raise ConfigError(f"backend {backend.name!r} has no dtype {config.dtype!r}")
+    if _uses_plateau(config) and config.schedule.metric == "val_loss":
+        if config.schedule.interval == "step":
+            raise ConfigError(
+                "ReduceLROnPlateau stepping every step can only watch train_loss "
+                "(validation runs once an epoch); set metric to train_loss or interval to epoch"
+            )
+        if val is None:
+            raise ConfigError(
+                "ReduceLROnPlateau watches val_loss, but there is no validation split"
+            )
+    net = backend.build(model, config.dtype, config.device)
+    backend.load_state(net, _complete(model, weights, config.seed))
+    opt_spec = config.optimizer_spec()
+    optimizer = backend.make_optimizer(net, opt_spec)
+    groups = opt_spec.assign(list(model.param_shapes()))
+    scheduler = Scheduler(config.schedule, [g["lr"] for g in groups])
+    step_fn = (
+        backend.compile_step(net, optimizer)
+        if config.mode == "graph"
+        else backend.eager_step(net, optimizer)
+    )
+    trajectory = Trajectory(config.engine, len(groups), meta={"config": config.to_dict()})
+    _train(config, backend, net, optimizer, step_fn, scheduler, train, val, trajectory, on_step)
+    return Run(trajectory, backend.read_state(net))
+
+
+def check_fits(model: ModelSpec, data: Dataset) -> None:
+    """Refuse data whose shape the model cannot take, in one line."""
+    shapes = list(model.param_shapes().values())
+    first = next((layer for layer in model.layers if hasattr(layer, "in_features")), None)
+    if first is not None and data.x.shape[1] != first.in_features:
+        raise ConfigError(
+            f"data has {data.x.shape[1]} features, the model's first Linear expects "
+            f"{first.in_features}"
+        )
+    outputs = next((s[0] for s in reversed(shapes) if len(s) == 2), None)
+    if model.loss == "cross_entropy":
+        if data.y.dtype.kind != "i" or data.y.ndim != 1:
+            raise ConfigError(
+                f"cross-entropy needs integer class ids of shape (samples,), got "
+                f"{data.y.dtype} {data.y.shape}"
+            )
+        if outputs is not None and (data.y.min() < 0 or data.y.max() >= outputs):
+            raise ConfigError(
+                f"class ids must be in [0, {outputs}) for a model with {outputs} outputs, "
+                f"got {int(data.y.min())}..{int(data.y.max())}"
+            )
+    elif data.y.dtype.kind != "f" or (outputs is not None and data.y.shape[1] != outputs):
+        raise ConfigError(
+            f"{model.loss} needs float targets of shape (samples, {outputs}), got "
+            f"{data.y.dtype} {data.y.shape}"
+        )
+
+
+def _uses_plateau(config: RunConfig) -> bool:
+    return config.schedule.name == ReduceLROnPlateau.name
+
+
+def _complete(model: ModelSpec, weights, seed: int) -> dict[str, np.ndarray]:
+    """The user's weights, with anything they left out drawn from the seed."""
+    full = init_weights(model, seed)
+    for name, value in (weights or {}).items():
+        if name not in full:
+            raise ConfigError(f"initial weights: unknown name {name!r} (expected {list(full)})")
+        value = np.asarray(value)
+        if value.shape != full[name].shape:
+            raise ConfigError(
+                f"initial weights: {name} has shape {value.shape}, expected {full[name].shape}"
+            )
+        full[name] = value.astype(full[name].dtype)
+    return full
+
+
+def _train(config, backend, net, optimizer, step_fn, scheduler, train, val, trajectory, on_step):
+    per_epoch = len(
+        batch_indices(len(train), config.batch_size, 0, config.seed, False, config.drop_last)
+    )
+    progress = Progress(config.epochs * per_epoch, label=config.engine)
+    per_step = config.schedule.interval == "step"
+    step, applied = 0, None
+    for epoch in range(config.epochs):
+        losses = []
+        order = batch_indices(
+            len(train), config.batch_size, epoch, config.seed, config.shuffle, config.drop_last
+        )
+        for index in order:
+            k = step if per_step else epoch
+            if (k, scheduler.observed) != applied:  # set only what changed, once
+                lrs, momenta = scheduler.values(k)
+                backend.set_hyperparams(optimizer, lrs, momenta)
+                applied = (k, scheduler.observed)
+            start = time.perf_counter()
+            loss = step_fn(train.x[index], train.y[index])
+            seconds = time.perf_counter() - start
+            trajectory.record_step(step, epoch, lrs, momenta, loss, seconds)
+            if on_step:
+                on_step(trajectory.steps[-1])
+            if per_step:
+                scheduler.observe(loss)
+            losses.append(loss)
+            step += 1
+            progress.update(loss)
+        val_loss, val_acc = backend.evaluate(net, val.x, val.y) if val is not None else (None, None)
+        trajectory.record_epoch(epoch, float(np.mean(losses)), val_loss, val_acc)
+        if not per_step:
+            scheduler.observe(val_loss if config.schedule.metric == "val_loss" else np.mean(losses))
+    progress.close()
+
+
+def with_overrides(config: RunConfig, **changes: Any) -> RunConfig:
+    """A copy of `config` with `changes` (e.g. another backend or mode)."""
+    return replace(config, **changes)

@@ -1,0 +1,149 @@
+"""The declarative model spec every backend builds, and its initial weights.
+
+A model is a sequence of layers and a loss. Parameters and buffers have
+stable names (`"0.weight"`, `"2.running_mean"`, as `torch.nn.Sequential`
+names them), so weights and checkpoints move between backends by name.
+Initial weights come from the core, from a seed, with PyTorch's default
+distributions, so every engine starts from the same numbers.
+
+Adding a layer is one small step: a dataclass here with `params`/`buffers`
+and its PyTorch init in `init_layer`, then the layer in each backend.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dualtrain.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Linear:
+    in_features: int
+    out_features: int
+    bias: bool = True
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        out = {"weight": (self.out_features, self.in_features)}
+        if self.bias:
+            out["bias"] = (self.out_features,)
+        return out
+
+
+@dataclass(frozen=True)
+class BatchNorm1d:
+    num_features: int
+    eps: float = 1e-5
+    momentum: float = 0.1
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"weight": (self.num_features,), "bias": (self.num_features,)}
+
+    def buffer_shapes(self) -> dict[str, tuple[int, ...]]:
+        n = self.num_features
+        return {"running_mean": (n,), "running_var": (n,), "num_batches_tracked": ()}
+
+
+@dataclass(frozen=True)
+class Activation:
+    kind: str  # "tanh", "relu" or "sigmoid"
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {}
+
+
+def Tanh() -> Activation:  # noqa: N802 - named as the torch module it mirrors
+    return Activation("tanh")
+
+
+def ReLU() -> Activation:  # noqa: N802
+    return Activation("relu")
+
+
+def Sigmoid() -> Activation:  # noqa: N802
+    return Activation("sigmoid")
+
+
+Layer = Linear | BatchNorm1d | Activation
+LOSSES = ("mse", "sse", "cross_entropy")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Layers applied in order, then `loss` ("mse", "sse" = summed squares, "cross_entropy")."""
+
+    layers: tuple[Layer, ...]
+    loss: str = "mse"
+    name: str = "model"
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ConfigError(f"model loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if not self.layers:
+            raise ConfigError("a model needs at least one layer, got none")
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Stable name -> shape of every trainable parameter, in layer order."""
+        return {
+            f"{i}.{name}": shape
+            for i, layer in enumerate(self.layers)
+            for name, shape in layer.shapes().items()
+        }
+
+    def buffer_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Stable name -> shape of every buffer (BatchNorm's running statistics)."""
+        return {
+            f"{i}.{name}": shape
+            for i, layer in enumerate(self.layers)
+            if isinstance(layer, BatchNorm1d)
+            for name, shape in layer.buffer_shapes().items()
+        }
+
+
+def mlp(sizes: list[int], activation: str = "tanh", batchnorm: bool = False, loss="mse"):
+    """A multilayer perceptron spec: Linear (+ BatchNorm1d) + activation between sizes."""
+    layers: list[Layer] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        layers.append(Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            if batchnorm:
+                layers.append(BatchNorm1d(n_out))
+            layers.append(Activation(activation))
+    return ModelSpec(tuple(layers), loss=loss)
+
+
+def init_weights(spec: ModelSpec, seed: int, dtype=np.float64) -> dict[str, np.ndarray]:
+    """PyTorch's default init for every parameter and buffer, from `seed`.
+
+    Linear: weight and bias uniform in +-1/sqrt(in_features) (what
+    kaiming_uniform_(a=sqrt(5)) works out to); BatchNorm1d: weight 1, bias 0,
+    running_mean 0, running_var 1, num_batches_tracked 0.
+    """
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    for i, layer in enumerate(spec.layers):
+        for name, value in init_layer(layer, rng, dtype).items():
+            out[f"{i}.{name}"] = value
+    return out
+
+
+def init_layer(layer: Layer, rng: np.random.Generator, dtype) -> dict[str, np.ndarray]:
+    if isinstance(layer, Linear):
+        bound = 1.0 / math.sqrt(layer.in_features)
+        shapes = layer.shapes()
+        return {k: rng.uniform(-bound, bound, size=s).astype(dtype) for k, s in shapes.items()}
+    if isinstance(layer, BatchNorm1d):
+        n = layer.num_features
+        return {
+            "weight": np.ones(n, dtype),
+            "bias": np.zeros(n, dtype),
+            "running_mean": np.zeros(n, dtype),
+            "running_var": np.ones(n, dtype),
+            "num_batches_tracked": np.zeros((), np.int64),
+        }
+    return {}

@@ -1,0 +1,99 @@
+"""The comparison report: `report.md`, each engine's trajectory, and PNG plots."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from dualtrain.comparison import Comparison
+from dualtrain.errors import ConfigError
+
+
+def write_report(comparison: Comparison, out: str | Path, title: str, plots: bool = True) -> Path:
+    """Write trajectories, plots and `report.md` into `out`; returns the report's path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for result in comparison.results:
+        if result.run is not None:
+            result.run.trajectory.save(out, stem=result.engine.replace("/", "-"))
+    images: list[str] = []
+    missing = None
+    if plots:
+        try:
+            images = _plots(comparison, out)
+        except ConfigError as exc:  # no matplotlib: the report and trajectories still count
+            missing = str(exc)
+    path = out / "report.md"
+    text = render(comparison, title, images)
+    if missing:
+        text += f"\nNo plots: {missing}\n"
+    path.write_text(text)
+    return path
+
+
+def _fmt(value: float) -> str:
+    return (
+        "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
+    )
+
+
+def render(comparison: Comparison, title: str, images: list[str]) -> str:
+    """The Markdown text of the report."""
+    verdict = "PASS" if comparison.passed else "FAIL"
+    lines = [
+        f"# {title}",
+        "",
+        f"Verdict: **{verdict}**. Reference engine: `{comparison.reference}`. Tolerance: "
+        f"per-step losses and final parameters within rtol {comparison.rtol:g} / atol "
+        f"{comparison.atol:g} of the reference; lr trajectories identical (difference 0).",
+        "",
+        "| engine | last step loss | final validation loss | max lr difference "
+        "| max relative loss difference | max relative parameter difference | result |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in comparison.results:
+        if r.run is None:
+            lines.append(f"| {r.engine} | - | - | - | - | - | skipped: {r.skipped} |")
+            continue
+        result = {True: "pass", False: "FAIL", None: "-"}[r.passed]
+        if r.engine == comparison.reference:
+            result = "reference"
+        lines.append(
+            f"| {r.engine} | {r.run.trajectory.final_loss:.6g} | "
+            f"{_fmt(r.run.trajectory.final_val_loss)} | {_fmt(r.lr_max_diff)} | "
+            f"{_fmt(r.loss_max_rel_diff)} | {_fmt(r.param_max_rel_diff)} | {result} |"
+        )
+    notes = [f"- {r.engine}: {note}" for r in comparison.results for note in r.notes]
+    if notes:
+        lines += ["", "Notes:", *notes]
+    lines += ["", *(f"![{name}]({name})" for name in images)]
+    return "\n".join(lines) + "\n"
+
+
+def _plots(comparison: Comparison, out: Path) -> list[str]:
+    from dualtrain.plots import _pyplot
+
+    plt = _pyplot()
+    ran = [r for r in comparison.results if r.run is not None]
+    names = []
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ref = ran[0].run.trajectory
+    for g in range(ref.n_groups):
+        for r in ran:
+            ax.plot(r.run.trajectory.lrs(g), label=f"{r.engine} group {g}", alpha=0.8)
+    ax.set(xlabel="step", ylabel="learning rate", title="lr per group")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "lr.png", dpi=100)
+    plt.close(fig)
+    names.append("lr.png")
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for r in ran:
+        ax.plot(r.run.trajectory.losses, label=r.engine, alpha=0.8)
+    ax.set(xlabel="step", ylabel="train loss", title="loss per step", yscale="log")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "loss.png", dpi=100)
+    plt.close(fig)
+    names.append("loss.png")
+    return names
