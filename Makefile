@@ -5,7 +5,7 @@
 VENV ?= .venv
 PY = $(VENV)/bin/python
 # Extras installed with the project, e.g. `make test EXTRAS=dev,torch`.
-EXTRAS ?= dev
+EXTRAS ?= dev,torch
 PYTEST_ARGS ?=
 
 comma := ,
@@ -15,7 +15,7 @@ STAMP = $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 VENV_MARK = $(VENV)/.python310
 
 DEMO_OUT = runs/demo
-DEMO_BACKENDS = numpy
+DEMO_BACKENDS = numpy,torch
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:

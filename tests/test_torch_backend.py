@@ -1,0 +1,125 @@
+"""What is particular to the torch backend: compiled steps that never recompile
+for a schedule, parameters by stable name, devices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+from dualtrain.backend import get_backend
+from dualtrain.cli import main
+from dualtrain.errors import ConfigError
+from dualtrain.loop import RunConfig, ScheduleConfig, fit, with_overrides
+from dualtrain.model import init_weights, mlp
+from dualtrain.optim import OptimizerSpec
+from dualtrain.problems import get_problem
+
+
+def compiled_graphs() -> int:
+    return counters["stats"]["unique_graphs"]
+
+
+def test_the_graph_counter_sees_a_recompile():
+    # The counter the next test relies on is not blind: a float that changes
+    # is baked into the graph, so each new value compiles a new one.
+    def scale(x, factor):
+        return x * factor
+
+    compiled = torch.compile(scale)
+    x = torch.ones(3)
+    compiled(x, 0.5)
+    compiled(x, 0.5)
+    before = compiled_graphs()
+    compiled(x, 0.25)
+    compiled(x, 0.125)
+    assert compiled_graphs() > before
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "options"),
+    [("sgd", {"momentum": 0.9, "nesterov": True}), ("adam", {})],
+    ids=["sgd-momentum-cycled", "adam-beta1-cycled"],
+)
+def test_a_step_wise_schedule_never_recompiles_after_warm_up(optimizer, options):
+    problem = get_problem("regression")
+    train, _ = problem.data.split(problem.val_fraction, 0)
+    schedule = ScheduleConfig("OneCycleLR", "torch", {"max_lr": 0.02, "total_steps": 48}, "step")
+    config = RunConfig(
+        backend="torch",
+        mode="graph",
+        optimizer=optimizer,
+        lr=0.01,
+        options=options,
+        schedule=schedule,
+        epochs=3,
+        batch_size=50,
+    )
+    seen = []
+    run = fit(config, problem.model, train, None, on_step=lambda _: seen.append(compiled_graphs()))
+    lrs = {s["lr"][0] for s in run.trajectory.steps}
+    momenta = {s["momentum"][0] for s in run.trajectory.steps}
+    assert len(lrs) == 48 and len(momenta) >= 47  # new values (nearly) every step
+    warm = seen[2]  # step 0 runs eagerly, step 1 compiles
+    assert warm > seen[0]
+    assert seen[-1] == warm, f"recompiled after warm-up: {seen}"
+
+
+def test_parameters_and_buffers_move_by_stable_name():
+    backend = get_backend("torch")
+    spec = mlp([3, 4, 2], batchnorm=True)
+    weights = init_weights(spec, seed=3)
+    model = backend.build(spec, "float64", "cpu")
+    backend.load_state(model, weights)
+    back = backend.read_state(model)
+    assert list(back) == list(weights)
+    for name, value in weights.items():
+        assert np.array_equal(back[name], value), name
+        assert back[name].dtype == value.dtype, name
+    assert model[0].weight.dtype == torch.float64
+    assert dict(model.named_parameters())["1.weight"].shape == (4,)
+
+
+def test_float32_model_trains_close_to_the_float64_reference():
+    problem = get_problem("regression")
+    train, val = problem.data.split(problem.val_fraction, 0)
+    config = RunConfig(optimizer="sgd", lr=0.05, options={"momentum": 0.9}, epochs=2)
+    reference = fit(config, problem.model, train, val)
+    single = fit(
+        with_overrides(config, backend="torch", dtype="float32"), problem.model, train, val
+    )
+    assert single.state["0.weight"].dtype == np.float32
+    np.testing.assert_allclose(single.trajectory.losses, reference.trajectory.losses, rtol=1e-4)
+
+
+def test_optimizer_state_by_stable_name():
+    backend = get_backend("torch")
+    spec = mlp([2, 1])
+    model = backend.build(spec, "float64", "cpu")
+    backend.load_state(model, init_weights(spec, 0))
+    optimizer = backend.make_optimizer(model, OptimizerSpec("adam", 0.1))
+    step = backend.eager_step(model, optimizer)
+    step(np.ones((4, 2)), np.zeros((4, 1)))
+    state = backend.optimizer_state(optimizer)
+    assert set(state) == {f"0.{p}/{k}" for p in ("weight", "bias") for k in
+                          ("step", "exp_avg", "exp_avg_sq")}  # fmt: skip
+    assert float(state["0.weight/step"]) == 1.0
+    fresh = backend.make_optimizer(model, OptimizerSpec("adam", 0.1))
+    backend.load_optimizer_state(fresh, state)
+    again = backend.optimizer_state(fresh)
+    assert all(np.array_equal(again[k], v) for k, v in state.items())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_cuda_without_a_device_is_one_line(capsys):
+    code = main(["train", "--backend", "torch", "--device", "cuda", "--epochs", "1"])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert err.strip() == "dualtrain: error: device 'cuda' asked for, but torch sees no CUDA device"
+
+
+def test_unknown_device_is_refused():
+    backend = get_backend("torch")
+    with pytest.raises(ConfigError, match="device must be one of cpu, cuda, got 'tpu'"):
+        backend.build(mlp([2, 1]), "float64", "tpu")
