@@ -67,10 +67,15 @@ class TorchBackend(Backend):
 
     def eager_step(self, model, optimizer) -> StepFn:
         kind = model.dualtrain_loss
+        weight = model[0].weight
+        device, dtype = weight.device, weight.dtype
+        target_dtype = torch.long if kind == "cross_entropy" else dtype
 
         def step(x: np.ndarray, y: np.ndarray) -> float:
             optimizer.zero_grad()
-            loss = models.loss_fn(kind, model(_input(model, x)), _target(model, y))
+            inputs = torch.from_numpy(x).to(device=device, dtype=dtype)
+            targets = torch.from_numpy(y).to(device=device, dtype=target_dtype)
+            loss = models.loss_fn(kind, model(inputs), targets)
             loss.backward()
             optimizer.step()
             return loss.item()
