@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
@@ -92,6 +94,7 @@ class TorchBackend(Backend):
         tensors, so a schedule never recompiles them.
         """
         optim.use_tensor_hyperparams(optimizer)
+        _quiet_compile_notices()
         kind = model.dualtrain_loss
 
         def train_step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -131,6 +134,17 @@ class TorchBackend(Backend):
             p = params[name]
             dtype = torch.float32 if key == "step" else p.dtype
             optimizer.state[p][key] = torch.tensor(value, dtype=dtype, device=p.device)
+
+
+def _quiet_compile_notices() -> None:
+    """Hide two notices torch.compile logs as warnings on every CPU-only run.
+
+    "No CUDA runtime is found" (inductor probing for CUDA on a CPU machine) and
+    "Profiler record function ... will be ignored" (dynamo tracing torch's own
+    optimizer) say nothing about the user's run; real errors still raise.
+    """
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    logging.getLogger("torch._dynamo.variables.ctx_manager").setLevel(logging.ERROR)
 
 
 def _input(model, x: np.ndarray) -> torch.Tensor:
