@@ -5,7 +5,7 @@
 VENV ?= .venv
 PY = $(VENV)/bin/python
 # Extras installed with the project, e.g. `make test EXTRAS=dev,torch`.
-EXTRAS ?= dev,torch
+EXTRAS ?= dev,torch,oneflow
 PYTEST_ARGS ?=
 
 comma := ,
@@ -15,7 +15,7 @@ STAMP = $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 VENV_MARK = $(VENV)/.python310
 
 DEMO_OUT = runs/demo
-DEMO_BACKENDS = numpy,torch
+DEMO_BACKENDS = numpy,torch,oneflow
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:

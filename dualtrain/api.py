@@ -56,7 +56,7 @@ def fit(
     """
     config = run_config(backend=backend, mode=mode, **options)
     train, validation = _datasets(model, x, y, val)
-    return loop.fit(config, model, train, validation, weights=_arrays(weights))
+    return loop.train_engine(config, model, train, validation, weights=_arrays(weights))
 
 
 def compare(

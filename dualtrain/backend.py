@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
@@ -31,6 +32,31 @@ ENTRY_POINT_GROUP = "dualtrain.backends"
 StepFn = Callable[[np.ndarray, np.ndarray], float]
 
 
+@dataclass(frozen=True)
+class LrPlan:
+    """Every group's lr at every training step, for a graph that must know them ahead.
+
+    The loop still sets each step's lr through `set_hyperparams`; a static graph
+    that cannot read it (OneFlow's nn.Graph computes its lr itself) builds its
+    schedule from this plan instead.
+    """
+
+    steps: int
+    n_groups: int
+    #: lrs of every group at a training step; None when they depend on the run
+    #: (ReduceLROnPlateau).
+    lrs_at: Callable[[int], list[float]] | None
+    #: True when the schedule also moves momentum (or Adam's beta1).
+    momentum_scheduled: bool = False
+    schedule_name: str | None = None
+
+    def table(self, group: int) -> list[float]:
+        """Group `group`'s lr at steps 0 .. steps - 1."""
+        if self.lrs_at is None:
+            raise ConfigError(f"{self.schedule_name} decides its lrs during the run")
+        return [self.lrs_at(step)[group] for step in range(self.steps)]
+
+
 class Backend(ABC):
     """One framework behind the core's interface."""
 
@@ -40,6 +66,14 @@ class Backend(ABC):
     #: Why not, shown when a graph run is skipped.
     graph_unsupported_reason: ClassVar[str] = "this backend has no static-graph mode"
     dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64")
+    #: The dtypes a static graph trains in, where fewer than `dtypes`.
+    graph_dtypes: ClassVar[tuple[str, ...]] = ("float32", "float64")
+    #: Run graph engines in a child process, retrying crashes (a framework whose
+    #: graph runtime crashes now and then: the run survives it).
+    isolate_graph: ClassVar[bool] = False
+    #: A graph compiled for one batch shape that cannot take another (the last
+    #: short batch of an epoch): the loop refuses such a run before it starts.
+    graph_static_shapes: ClassVar[bool] = False
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
 
     @abstractmethod
@@ -89,7 +123,7 @@ class Backend(ABC):
 
         return step
 
-    def compile_step(self, model: Any, optimizer: Any) -> StepFn:
+    def compile_step(self, model: Any, optimizer: Any, plan: LrPlan) -> StepFn:
         """The same step as a static graph; only where `supports_graph`."""
         raise ConfigError(f"backend {self.name!r}: {self.graph_unsupported_reason}")
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from dualtrain.backend import get_backend
 from dualtrain.data import Dataset
-from dualtrain.errors import ConfigError
-from dualtrain.loop import Run, RunConfig, fit, with_overrides
+from dualtrain.errors import CapabilityError, ConfigError
+from dualtrain.loop import Run, RunConfig, train_engine, with_overrides
 from dualtrain.model import ModelSpec, init_weights
 
 #: Per-step losses and final parameters must agree this closely with the reference.
@@ -86,16 +86,32 @@ def compare(
     start.update({k: np.asarray(v) for k, v in (weights or {}).items()})
     results = []
     for backend, mode, skip in engines(backends, modes):
-        engine_config = with_overrides(config, backend=backend, mode=mode)
+        engine_config, notes = _engine_config(config, backend, mode)
         if skip:
             results.append(EngineResult(engine_config.engine, skipped=skip))
             continue
-        run = fit(engine_config, model, train, val, weights=start)
-        results.append(EngineResult(engine_config.engine, run=run))
+        try:
+            run = train_engine(engine_config, model, train, val, weights=start)
+        except CapabilityError as exc:
+            if not results or all(r.run is None for r in results):
+                raise  # the reference itself cannot run: nothing to compare with
+            results.append(EngineResult(engine_config.engine, skipped=str(exc)))
+            continue
+        results.append(EngineResult(engine_config.engine, run=run, notes=notes + run.notes))
     ran = [r for r in results if r.run is not None]
     for result in ran:
         _judge(ran[0], result, rtol, atol)
     return Comparison(ran[0].engine, results, rtol, atol)
+
+
+def _engine_config(config: RunConfig, backend: str, mode: str) -> tuple[RunConfig, list[str]]:
+    """The config for one engine: a graph that lacks the dtype runs in one it has."""
+    engine = with_overrides(config, backend=backend, mode=mode)
+    dtypes = get_backend(backend).graph_dtypes
+    if mode != "graph" or config.dtype in dtypes:
+        return engine, []
+    note = f"ran in {dtypes[0]}: this backend's graphs train in {', '.join(dtypes)} only"
+    return with_overrides(engine, dtype=dtypes[0]), [note]
 
 
 def _judge(ref: EngineResult, other: EngineResult, rtol: float, atol: float) -> None:

@@ -7,3 +7,10 @@ command line can print it as it is and exit 2.
 
 class ConfigError(ValueError):
     """A bad config, argument, file or value, described in one line."""
+
+
+class CapabilityError(ConfigError):
+    """A valid setting one engine cannot run (a schedule a static graph cannot take).
+
+    `dualtrain compare` shows such an engine as skipped, with this message.
+    """

@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from dualtrain.backend import Backend, get_backend
+from dualtrain.backend import Backend, LrPlan, get_backend
 from dualtrain.data import Dataset, batch_indices
-from dualtrain.errors import ConfigError
+from dualtrain.errors import CapabilityError, ConfigError
+from dualtrain.isolation import run_in_child
 from dualtrain.lr_scheduler import LRScheduler
 from dualtrain.model import ModelSpec, init_weights
 from dualtrain.optim import GroupSpec, OptimizerSpec
@@ -97,6 +98,49 @@ class Run:
 
     trajectory: Trajectory
     state: dict[str, np.ndarray]
+    #: Crashed attempts that were retried (isolated graph runs), for the report.
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _FitJob:
+    """`fit` as a picklable job for a child process."""
+
+    config: RunConfig
+    model: ModelSpec
+    train: Dataset
+    val: Dataset | None
+    weights: dict[str, np.ndarray] | None
+    backend: type[Backend]
+
+    def __call__(self, heartbeat: Callable[[dict[str, Any]], None]) -> Run:
+        return fit(
+            self.config, self.model, self.train, self.val, self.weights, self.backend(), heartbeat
+        )
+
+
+def train_engine(
+    config: RunConfig,
+    model: ModelSpec,
+    train: Dataset,
+    val: Dataset | None = None,
+    weights: dict[str, np.ndarray] | None = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+) -> Run:
+    """`fit`, in a watched child process where the backend's graphs need it.
+
+    A backend with `isolate_graph` runs its graph engine in a child that is
+    retried after a crash (see `dualtrain.isolation`); the retries are in
+    `Run.notes` and the trajectory's meta. Everything else runs here.
+    """
+    backend = get_backend(config.backend)
+    if config.mode != "graph" or not backend.isolate_graph:
+        return fit(config, model, train, val, weights, backend, on_step)
+    job = _FitJob(config, model, train, val, weights, type(backend))
+    run, notes = run_in_child(job, config.engine)
+    run.notes = notes
+    run.trajectory.meta["retries"] = notes
+    return run
 
 
 class Scheduler:
@@ -131,6 +175,18 @@ class Scheduler:
         if not any(s.cycles_momentum for s in self.schedules):
             return lrs, None
         return lrs, [s.momentum(k) for s in self.schedules]
+
+    def plan(self, steps: tuple[int, int], per_step: bool) -> LrPlan:
+        """Every group's lr ahead, for `steps` = (epochs, steps per epoch)."""
+        epochs, per_epoch = steps
+        lrs_at = None
+        if self.plateau is None:
+
+            def lrs_at(step: int) -> list[float]:
+                return self.values(step if per_step else step // per_epoch)[0]
+
+        cycles = self.schedules is not None and any(s.cycles_momentum for s in self.schedules)
+        return LrPlan(epochs * per_epoch, len(self.base_lrs), lrs_at, cycles, self.config.name)
 
     def observe(self, metric: float) -> None:
         """Feed ReduceLROnPlateau its metric; other schedules ignore it."""
@@ -196,11 +252,23 @@ def fit(
     optimizer = backend.make_optimizer(net, opt_spec)
     groups = opt_spec.assign(list(model.param_shapes()))
     scheduler = Scheduler(config.schedule, [g["lr"] for g in groups])
-    step_fn = (
-        backend.compile_step(net, optimizer)
-        if config.mode == "graph"
-        else backend.eager_step(net, optimizer)
-    )
+    if config.mode == "graph":
+        if config.dtype not in backend.graph_dtypes:
+            raise CapabilityError(
+                f"backend {backend.name!r} trains graphs in {', '.join(backend.graph_dtypes)} "
+                f"only, got dtype {config.dtype!r}"
+            )
+        short = len(train) % config.batch_size
+        if backend.graph_static_shapes and short and not config.drop_last:
+            raise CapabilityError(
+                f"backend {backend.name!r} compiles its graph for one batch shape, but "
+                f"{len(train)} rows in batches of {config.batch_size} leave a last batch of "
+                f"{short}; use drop_last or a batch size that divides {len(train)}"
+            )
+        plan = scheduler.plan(_steps(config, train), config.schedule.interval == "step")
+        step_fn = backend.compile_step(net, optimizer, plan)
+    else:
+        step_fn = backend.eager_step(net, optimizer)
     trajectory = Trajectory(config.engine, len(groups), meta={"config": config.to_dict()})
     _train(config, backend, net, optimizer, step_fn, scheduler, train, val, trajectory, on_step)
     return Run(trajectory, backend.read_state(net))
@@ -232,6 +300,12 @@ def check_fits(model: ModelSpec, data: Dataset) -> None:
             f"{model.loss} needs float targets of shape (samples, {outputs}), got "
             f"{data.y.dtype} {data.y.shape}"
         )
+
+
+def _steps(config: RunConfig, train: Dataset) -> tuple[int, int]:
+    """(epochs, training steps per epoch)."""
+    per_epoch = batch_indices(len(train), config.batch_size, 0, 0, False, config.drop_last)
+    return config.epochs, len(per_epoch)
 
 
 def _uses_plateau(config: RunConfig) -> bool:

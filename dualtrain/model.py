@@ -106,11 +106,18 @@ class ModelSpec:
 
 
 def mlp(sizes: list[int], activation: str = "tanh", batchnorm: bool = False, loss="mse"):
-    """A multilayer perceptron spec: Linear (+ BatchNorm1d) + activation between sizes."""
+    """A multilayer perceptron spec: Linear (+ BatchNorm1d) + activation between sizes.
+
+    A Linear followed by BatchNorm1d has no bias: BatchNorm subtracts the batch
+    mean, so such a bias gets a zero gradient up to rounding, and an adaptive
+    optimizer (Adam) would amplify that rounding noise into a random walk that
+    differs between engines while changing nothing the model computes.
+    """
     layers: list[Layer] = []
     for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
-        layers.append(Linear(n_in, n_out))
-        if i < len(sizes) - 2:
+        hidden = i < len(sizes) - 2
+        layers.append(Linear(n_in, n_out, bias=not (hidden and batchnorm)))
+        if hidden:
             if batchnorm:
                 layers.append(BatchNorm1d(n_out))
             layers.append(Activation(activation))

@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dualtrain.comparison import ATOL, RTOL
-from dualtrain.loop import Run, RunConfig, ScheduleConfig, fit
+from dualtrain.comparison import ATOL, RTOL, _engine_config
+from dualtrain.errors import CapabilityError
+from dualtrain.loop import Run, RunConfig, ScheduleConfig, train_engine
 from dualtrain.optim import GroupSpec
 from dualtrain.problems import get_problem
 
-ENGINES = [("torch", "eager"), ("torch", "graph")]
+ENGINES = [("torch", "eager"), ("torch", "graph"), ("oneflow", "eager"), ("oneflow", "graph")]
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,14 @@ CASES = {
         (("momentum", 0.5), ("centered", True)),
         schedule("ReduceLROnPlateau", factor=0.5, patience=0, threshold=0.2),
     ),
+    "rmsprop-centered-cosine": Case(
+        "regression",
+        "rmsprop",
+        0.002,
+        7,
+        (("centered", True), ("weight_decay", 1e-4)),
+        schedule("CosineAnnealingLR", "step", T_max=50, eta_min=1e-4),
+    ),
     "adamw-onecycle-beta1-two-groups": Case(
         "classification",
         "adamw",
@@ -113,12 +122,34 @@ CASES = {
 }
 
 
+# Where OneFlow 0.9.0's own optimizers compute something else than torch's, measured
+# (see docs/oneflow.md); these runs must keep failing the tolerance, or the
+# difference has gone and the entry with it.
+ONEFLOW_RMSPROP = (
+    "OneFlow 0.9.0's RMSprop adds eps inside the square root, torch outside: "
+    "losses 0.39% apart after 112 steps"
+)
+ONEFLOW_ADAM = (
+    "OneFlow 0.9.0's Adam kernels read beta1 and beta2 as float32 (1 - 0.999 is 1.3e-5 "
+    "off): 6.7e-6 apart after 6 steps, past rtol 1e-4 / atol 1e-6 within 104 steps here"
+)
+KNOWN_DIFFERENCES = {
+    ("oneflow", "eager", "rmsprop-centered-cosine"): ONEFLOW_RMSPROP,
+    ("oneflow", "graph", "rmsprop-centered-cosine"): ONEFLOW_RMSPROP,
+    ("oneflow", "eager", "adamw-onecycle-beta1-two-groups"): ONEFLOW_ADAM,
+    ("oneflow", "eager", "adam-amsgrad-plateau-train-loss"): ONEFLOW_ADAM,
+}
+
+
 @cache
 def train(case_id: str, backend: str, mode: str) -> Run:
+    """The case on one engine, as `dualtrain compare` runs it: a graph that trains
+    in float32 only does so, an isolated graph runs in a watched child process."""
     case = CASES[case_id]
     problem = get_problem(case.problem)
     train_rows, val_rows = problem.data.split(problem.val_fraction, 0)
-    return fit(case.config(backend, mode), problem.model, train_rows, val_rows)
+    config, _ = _engine_config(case.config("numpy", "eager"), backend, mode)
+    return train_engine(config, problem.model, train_rows, val_rows)
 
 
 def assert_engines_agree(reference: Run, run: Run, rtol: float = RTOL, atol: float = ATOL) -> None:
@@ -131,6 +162,10 @@ def assert_engines_agree(reference: Run, run: Run, rtol: float = RTOL, atol: flo
     np.testing.assert_allclose(run.trajectory.losses, reference.trajectory.losses, rtol, atol)
     assert run.state.keys() == reference.state.keys()
     for name, value in reference.state.items():
+        if name.endswith("num_batches_tracked"):
+            # OneFlow's nn.Graph leaves the count at 0; BatchNorm reads it only when
+            # its momentum is None, which the spec never sets.
+            continue
         np.testing.assert_allclose(run.state[name], value, rtol, atol, err_msg=name)
 
 
@@ -140,9 +175,16 @@ def engine(request) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("case_id", list(CASES))
-def test_engine_trains_like_the_numpy_reference(engine, case_id):
+def test_engine_trains_like_the_numpy_reference(engine, case_id, request):
+    known = KNOWN_DIFFERENCES.get((*engine, case_id))
+    if known:
+        request.applymarker(pytest.mark.xfail(reason=known, strict=True, raises=AssertionError))
     reference = train(case_id, "numpy", "eager")
-    run = train(case_id, *engine)
+    try:
+        run = train(case_id, *engine)
+    except CapabilityError as exc:  # a combination this engine cannot run: visible, with why
+        pytest.skip(str(exc))
+    assert not run.notes or all("crashed" in n for n in run.notes)
     assert_engines_agree(reference, run)
     # the runs learn something: the comparison is not between two flat lines
     assert reference.trajectory.losses[-1] < 0.7 * reference.trajectory.losses[0]

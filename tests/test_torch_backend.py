@@ -61,8 +61,7 @@ def test_a_step_wise_schedule_never_recompiles_after_warm_up(optimizer, options)
     lrs = {s["lr"][0] for s in run.trajectory.steps}
     momenta = {s["momentum"][0] for s in run.trajectory.steps}
     assert len(lrs) == 48 and len(momenta) >= 47  # new values (nearly) every step
-    warm = seen[2]  # step 0 runs eagerly, step 1 compiles
-    assert warm > seen[0]
+    warm = seen[2]  # step 0 runs eagerly, step 1 compiles (or finds its graph cached)
     assert seen[-1] == warm, f"recompiled after warm-up: {seen}"
 
 

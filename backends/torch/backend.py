@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import torch
 
-from dualtrain.backend import Backend, StepFn
+from dualtrain.backend import Backend, LrPlan, StepFn
 from dualtrain.errors import ConfigError
 from dualtrain.model import ModelSpec
 from dualtrain.optim import OptimizerSpec
@@ -84,7 +84,7 @@ class TorchBackend(Backend):
 
         return step
 
-    def compile_step(self, model, optimizer) -> StepFn:
+    def compile_step(self, model, optimizer, plan: LrPlan) -> StepFn:
         """`torch.compile` of the whole step: forward, loss, backward, optimizer step.
 
         The first call runs eagerly: it creates the optimizer's state (momentum

@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
             val = r.run.trajectory.final_val_loss
             shown = "" if val is None else f", validation loss {val:.6g}"
             print(f"{r.engine}: last step loss {r.run.trajectory.final_loss:.6g}{shown} {verdict}")
+        for note in r.notes:
+            print(f"  note: {note}")
     title = f"dualtrain compare: {job.values.get('problem', 'data')} on {', '.join(backends)}"
     report = write_report(result, job.out, title)
     plots = [report.parent / name for name in ("lr.png", "loss.png")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dualtrain.commands.training import add_training_options, resolve
-from dualtrain.loop import fit, with_overrides
+from dualtrain.loop import train_engine, with_overrides
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -23,7 +23,9 @@ def run(args: argparse.Namespace) -> int:
         backend=job.values.get("backend", job.config.backend),
         mode=job.values.get("mode", job.config.mode),
     )
-    result = fit(config, job.model, job.train, job.val, weights=job.weights)
+    result = train_engine(config, job.model, job.train, job.val, weights=job.weights)
+    for note in result.notes:
+        print(f"note: {note}")
     json_path, csv_path = result.trajectory.save(job.out)
     last = result.trajectory.epochs[-1] if result.trajectory.epochs else {}
     val = last.get("val_loss")

@@ -1,0 +1,125 @@
+"""The OneFlow backend behind the core's interface: eager, and `nn.Graph`."""
+
+from __future__ import annotations
+
+import numpy as np
+import oneflow as flow
+
+from dualtrain.backend import Backend, LrPlan, StepFn
+from dualtrain.errors import CapabilityError, ConfigError
+from dualtrain.model import ModelSpec
+from dualtrain.optim import OptimizerSpec
+from dualtrain_oneflow import graph as graphs
+from dualtrain_oneflow import model as models
+from dualtrain_oneflow import optim
+
+DTYPES = {"float32": flow.float32, "float64": flow.float64}
+
+
+class OneFlowBackend(Backend):
+    name = "oneflow"
+    supports_graph = True
+    # nn.Graph's CPU optimizer kernels take float32 lrs and gradients only.
+    graph_dtypes = ("float32",)
+    # nn.Graph crashes now and then on CPU in OneFlow 0.9.0 (a race in its VM).
+    isolate_graph = True
+    # "nn.Graph ONLY accepts static inputs": one batch shape a graph.
+    graph_static_shapes = True
+
+    def build(self, spec: ModelSpec, dtype: str, device: str) -> flow.nn.Sequential:
+        if device != "cpu":
+            raise ConfigError(f"the oneflow backend runs on cpu here, got device {device!r}")
+        model = models.build(spec, DTYPES[dtype], device)
+        # A plain attribute: a Module here would become a layer of the Sequential.
+        model.dualtrain_loss = spec.loss
+        return model
+
+    def load_state(self, model, arrays: dict[str, np.ndarray]) -> None:
+        state = model.state_dict()
+        loaded = {
+            name: flow.tensor(np.asarray(arrays[name]), dtype=t.dtype) for name, t in state.items()
+        }
+        model.load_state_dict(loaded)
+
+    def read_state(self, model) -> dict[str, np.ndarray]:
+        return {n: t.detach().numpy().copy() for n, t in model.state_dict().items()}
+
+    def make_optimizer(self, model, spec: OptimizerSpec) -> flow.optim.Optimizer:
+        return optim.make_optimizer(model, spec)
+
+    def set_hyperparams(self, optimizer, lrs, momenta) -> None:
+        optim.set_hyperparams(optimizer, lrs, momenta)
+
+    def forward_backward(self, model, x, y) -> float:
+        loss = models.Loss(model.dualtrain_loss)(model(_input(model, x)), _target(model, y))
+        loss.backward()
+        return float(loss.numpy())
+
+    def optimizer_step(self, optimizer) -> None:
+        optimizer.step()
+
+    def zero_grad(self, optimizer) -> None:
+        optimizer.zero_grad()
+
+    def evaluate(self, model, x, y) -> tuple[float, float | None]:
+        model.eval()
+        try:
+            with flow.no_grad():
+                out = model(_input(model, x))
+                target = _target(model, y)
+                loss = float(models.Loss(model.dualtrain_loss)(out, target).numpy())
+                return loss, models.accuracy(model.dualtrain_loss, out, target)
+        finally:
+            model.train()
+
+    def eager_step(self, model, optimizer) -> StepFn:
+        loss_fn = models.Loss(model.dualtrain_loss)
+
+        def step(x: np.ndarray, y: np.ndarray) -> float:
+            optimizer.zero_grad()
+            loss = loss_fn(model(_input(model, x)), _target(model, y))
+            loss.backward()
+            optimizer.step()
+            return float(loss.numpy())
+
+        return step
+
+    def compile_step(self, model, optimizer, plan: LrPlan) -> StepFn:
+        """An nn.Graph of the whole step; its lrs come from the plan's tables."""
+        what = plan.schedule_name or "the schedule"
+        if plan.lrs_at is None:
+            raise CapabilityError(
+                f"oneflow graph: {what} decides its lrs from the run's metrics, but nn.Graph "
+                "needs them before it compiles; use mode eager for it"
+            )
+        if plan.momentum_scheduled:
+            raise CapabilityError(
+                f"oneflow graph: {what} cycles momentum, which nn.Graph cannot schedule in "
+                "OneFlow 0.9.0; set cycle_momentum=False or use mode eager"
+            )
+        tables = [plan.table(group) for group in range(plan.n_groups)]
+        scheduler = graphs.LrTables(optimizer, tables)
+        graph = graphs.TrainGraph(model, models.Loss(model.dualtrain_loss), optimizer, scheduler)
+        shape = []
+
+        def step(x: np.ndarray, y: np.ndarray) -> float:
+            if shape and x.shape != shape[0]:
+                raise ConfigError(
+                    f"oneflow graph: a batch of {x.shape[0]} rows after batches of "
+                    f"{shape[0][0]}: nn.Graph needs one static shape; use drop_last or a "
+                    "batch size that divides the training rows"
+                )
+            shape[:] = [x.shape]
+            return float(graph(_input(model, x), _target(model, y)).numpy())
+
+        return step
+
+
+def _input(model, x: np.ndarray) -> flow.Tensor:
+    return flow.tensor(x, dtype=model[0].weight.dtype)
+
+
+def _target(model, y: np.ndarray) -> flow.Tensor:
+    if y.dtype.kind in "iu":
+        return flow.tensor(y, dtype=flow.int64)
+    return flow.tensor(y, dtype=model[0].weight.dtype)
