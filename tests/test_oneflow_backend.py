@@ -289,3 +289,51 @@ def test_a_torch_training_ported_to_oneflow_trains_the_same():
     losses = oneflow.run.trajectory.losses
     assert len(losses) == 100 and losses[-1] < 0.5 * losses[0]
     assert math.isfinite(oneflow.param_max_rel_diff)
+
+
+# --- optimizer state in and out of the graph ---------------------------------------------
+
+
+def eager_then_graph(optimizer_name, heartbeat=None):
+    """3 eager steps, state out; a new model and graph, state in; 3 graph steps.
+    Against 6 eager steps from the same start: the losses and final state."""
+    from dualtrain.backend import get_backend
+    from dualtrain.model import init_weights, mlp
+    from dualtrain.optim import OptimizerSpec
+
+    backend, spec = get_backend("oneflow"), mlp([3, 4, 1])
+    rng = np.random.default_rng(0)
+    batches = [(rng.normal(size=(8, 3)), rng.normal(size=(8, 1))) for _ in range(6)]
+    opt_spec = OptimizerSpec(
+        optimizer_name, 0.05, {"momentum": 0.9} if optimizer_name == "sgd" else {}
+    )
+    plan = Scheduler(ScheduleConfig(), [0.05]).plan((1, 3), per_step=True)
+
+    def fresh(weights):
+        model = backend.build(spec, "float32", "cpu")
+        backend.load_state(model, weights)
+        return model, backend.make_optimizer(model, opt_spec)
+
+    model, optimizer = fresh(init_weights(spec, 0))
+    step = backend.eager_step(model, optimizer)
+    straight = [step(x, y) for x, y in batches]
+
+    model, optimizer = fresh(init_weights(spec, 0))
+    step = backend.eager_step(model, optimizer)
+    split = [step(x, y) for x, y in batches[:3]]
+    weights, state = backend.read_state(model), backend.optimizer_state(optimizer)
+    model2, optimizer2 = fresh(weights)
+    backend.load_optimizer_state(optimizer2, state)
+    step = backend.compile_step(model2, optimizer2, plan)
+    split += [step(x, y) for x, y in batches[3:]]
+    final = backend.optimizer_state(optimizer2)
+    return straight, split, state, final
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_optimizer_state_moves_between_eager_and_graph(optimizer):
+    straight, split, middle, final = in_child(eager_then_graph, optimizer)
+    np.testing.assert_allclose(split, straight, rtol=1e-6)
+    assert int(middle["step"]) == 3 and int(final["step"]) == 6
+    slot = "momentum_buf" if optimizer == "sgd" else "exp_avg"
+    assert f"0.weight/{slot}" in middle and f"0.weight/{slot}" in final

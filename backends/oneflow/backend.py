@@ -100,6 +100,12 @@ class OneFlowBackend(Backend):
         tables = [plan.table(group) for group in range(plan.n_groups)]
         scheduler = graphs.LrTables(optimizer, tables)
         graph = graphs.TrainGraph(model, models.Loss(model.dualtrain_loss), optimizer, scheduler)
+        # The graph keeps the optimizer state (momentum, moments, its step count);
+        # optimizer_state reads it there, and state loaded before now goes in.
+        optimizer.dualtrain_graph = graph
+        pending = getattr(optimizer, "dualtrain_pending_state", None)
+        if pending:
+            graph.load_state_dict({**graph.state_dict(), **graphs.to_graph_state(pending)})
         shape = []
 
         def step(x: np.ndarray, y: np.ndarray) -> float:
@@ -113,6 +119,37 @@ class OneFlowBackend(Backend):
             return float(graph(_input(model, x), _target(model, y)).numpy())
 
         return step
+
+    def optimizer_state(self, optimizer) -> dict[str, np.ndarray]:
+        """State by stable name: "<param>/<key>" (OneFlow's keys), "step" for the count.
+
+        Eager OneFlow keeps it in the optimizer; an nn.Graph in the graph (keys
+        like "model.0.weight-momentum", read back through `graph.state_dict()`).
+        """
+        graph = getattr(optimizer, "dualtrain_graph", None)
+        if graph is not None:
+            return graphs.from_graph_state(graph.state_dict())
+        names = dict((id(p), n) for p, n in optimizer.dualtrain_names)
+        out = {}
+        for key, value in optimizer._state.items():
+            if isinstance(key, str):
+                out[key] = np.asarray(value)
+                continue
+            for name, tensor in value.items():
+                out[f"{names[id(key)]}/{name}"] = tensor.numpy().copy()
+        return out
+
+    def load_optimizer_state(self, optimizer, state: dict[str, np.ndarray]) -> None:
+        """Before training: into the eager optimizer, or kept for the graph to load."""
+        optimizer.dualtrain_pending_state = dict(state)
+        params = {n: p for p, n in optimizer.dualtrain_names}
+        for flat, value in state.items():
+            if "/" not in flat:
+                optimizer._state[flat] = int(value)
+                continue
+            name, key = flat.rsplit("/", 1)
+            param = params[name]
+            optimizer._state.setdefault(param, {})[key] = flow.tensor(value, dtype=param.dtype)
 
 
 def _input(model, x: np.ndarray) -> flow.Tensor:

@@ -69,3 +69,36 @@ class TrainGraph(flow.nn.Graph):
         loss = self.loss(self.model(x), y)
         loss.backward()
         return loss
+
+
+# Graph state keys: "model.<stable name>-<slot>", and the step count. The slots
+# have other names than in eager OneFlow; the backend uses the eager names.
+_PREFIX, _STEP = "model.", "System-Train-TrainStep"
+_EAGER_SLOT = {"momentum": "momentum_buf", "m": "exp_avg", "v": "exp_avg_sq"}
+_GRAPH_SLOT = {eager: graph for graph, eager in _EAGER_SLOT.items()}
+
+
+def from_graph_state(state: dict) -> dict:
+    """The optimizer state an nn.Graph holds, under the backend's stable keys."""
+    import numpy as np
+
+    out = {}
+    for key, value in state.items():
+        if key == _STEP:
+            out["step"] = np.asarray(value.numpy()).reshape(()).astype(np.int64)
+        elif key.startswith(_PREFIX) and "-" in key:
+            name, slot = key[len(_PREFIX) :].rsplit("-", 1)
+            out[f"{name}/{_EAGER_SLOT.get(slot, slot)}"] = value.numpy().copy()
+    return out
+
+
+def to_graph_state(state: dict) -> dict:
+    """The inverse of `from_graph_state`, for `graph.load_state_dict`."""
+    out = {}
+    for key, value in state.items():
+        if key == "step":
+            out[_STEP] = flow.tensor([int(value)], dtype=flow.int64)
+        elif "/" in key:
+            name, slot = key.rsplit("/", 1)
+            out[f"{_PREFIX}{name}-{_GRAPH_SLOT.get(slot, slot)}"] = flow.tensor(value)
+    return out
