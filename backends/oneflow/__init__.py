@@ -4,6 +4,11 @@ Importing this package imports oneflow (0.9.0, CPython 3.8-3.10 only); the core
 never does.
 """
 
-from dualtrain_oneflow.backend import OneFlowBackend
+from dualtrain_oneflow.quiet import expected_notices_hidden
+
+with expected_notices_hidden():
+    import oneflow  # noqa: F401  (first import: its CUDA notices are filtered)
+
+from dualtrain_oneflow.backend import OneFlowBackend  # noqa: E402
 
 __all__ = ["OneFlowBackend"]

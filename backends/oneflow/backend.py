@@ -11,7 +11,7 @@ from dualtrain.model import ModelSpec
 from dualtrain.optim import OptimizerSpec
 from dualtrain_oneflow import graph as graphs
 from dualtrain_oneflow import model as models
-from dualtrain_oneflow import optim
+from dualtrain_oneflow import optim, quiet
 
 DTYPES = {"float32": flow.float32, "float64": flow.float64}
 
@@ -74,10 +74,11 @@ class OneFlowBackend(Backend):
 
     def eager_step(self, model, optimizer) -> StepFn:
         loss_fn = models.Loss(model.dualtrain_loss)
+        dtype = model[0].weight.dtype  # read once: module attribute access is slow here
 
         def step(x: np.ndarray, y: np.ndarray) -> float:
             optimizer.zero_grad()
-            loss = loss_fn(model(_input(model, x)), _target(model, y))
+            loss = loss_fn(model(_as(x, dtype)), _as(y, dtype))
             loss.backward()
             optimizer.step()
             return float(loss.numpy())
@@ -98,8 +99,10 @@ class OneFlowBackend(Backend):
                 "OneFlow 0.9.0; set cycle_momentum=False or use mode eager"
             )
         tables = [plan.table(group) for group in range(plan.n_groups)]
-        scheduler = graphs.LrTables(optimizer, tables)
-        graph = graphs.TrainGraph(model, models.Loss(model.dualtrain_loss), optimizer, scheduler)
+        with quiet.expected_notices_hidden():
+            scheduler = graphs.LrTables(optimizer, tables)
+            loss = models.Loss(model.dualtrain_loss)
+            graph = graphs.TrainGraph(model, loss, optimizer, scheduler)
         # The graph keeps the optimizer state (momentum, moments, its step count);
         # optimizer_state reads it there, and state loaded before now goes in.
         optimizer.dualtrain_graph = graph
@@ -109,6 +112,10 @@ class OneFlowBackend(Backend):
         shape = []
 
         def step(x: np.ndarray, y: np.ndarray) -> float:
+            if not shape:  # the first call compiles the graph and prints CUDA notices
+                with quiet.expected_notices_hidden():
+                    shape.append(x.shape)
+                    return float(graph(_input(model, x), _target(model, y)).numpy())
             if shape and x.shape != shape[0]:
                 raise ConfigError(
                     f"oneflow graph: a batch of {x.shape[0]} rows after batches of "
@@ -150,6 +157,14 @@ class OneFlowBackend(Backend):
             name, key = flat.rsplit("/", 1)
             param = params[name]
             optimizer._state.setdefault(param, {})[key] = flow.tensor(value, dtype=param.dtype)
+
+
+def _as(array: np.ndarray, dtype: flow.dtype) -> flow.Tensor:
+    """A tensor sharing the array's memory where the dtype allows; class ids as int64."""
+    if array.dtype.kind in "iu":
+        return flow.from_numpy(array.astype(np.int64, copy=False))
+    tensor = flow.from_numpy(array)
+    return tensor if tensor.dtype == dtype else tensor.to(dtype)
 
 
 def _input(model, x: np.ndarray) -> flow.Tensor:

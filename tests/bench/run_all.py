@@ -7,7 +7,13 @@
   and batches; the ratio is the loop's overhead (goal <= 1.05).
 - torch loop: dualtrain's torch eager step against a hand-written torch loop on
   the same model and batches (goal <= 1.03), and the compiled step against eager.
+- oneflow loop: dualtrain's oneflow eager step against a hand-written OneFlow
+  loop (goal <= 1.03), nn.Graph against eager, and the graph's step time as its
+  lr table grows (every step a new lr: 100 to 10000 entries).
 - schedules: the engine's per-step cost against torch's `scheduler.step()`.
+
+OneFlow graphs run in child processes here too (OneFlow 0.9.0's nn.Graph
+crashes now and then on CPU); a crash is retried and reported.
 """
 
 from __future__ import annotations
@@ -147,6 +153,84 @@ def bench_torch_loop(repeats: int) -> None:
     )
 
 
+def oneflow_hand_written_loop(problem, config) -> float:
+    """The OneFlow loop people write, as the torch one above."""
+    import oneflow as flow
+
+    from dualtrain.model import init_weights
+    from dualtrain_oneflow.model import Loss, build
+
+    model = build(problem.model, flow.float64, "cpu")
+    weights = init_weights(problem.model, config.seed)
+    model.load_state_dict({n: flow.tensor(weights[n]) for n in model.state_dict()})
+    optimizer = flow.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9)
+    scheduler = flow.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
+    loss_fn = Loss("mse")
+    x_all, y_all = problem.data.x, problem.data.y
+    ends = []
+    for epoch in range(config.epochs):
+        for index in batch_indices(len(x_all), config.batch_size, epoch, config.seed):
+            x, y = flow.tensor(x_all[index]), flow.tensor(y_all[index])
+            optimizer.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            optimizer.step()
+            float(loss.numpy())
+            ends.append(time.perf_counter())
+        scheduler.step()
+    return per_step(ends)
+
+
+def _graph_step_time(problem, config, heartbeat=None) -> float:
+    return dualtrain_loop(problem, config)
+
+
+def bench_oneflow_loop(repeats: int) -> None:
+    from dataclasses import replace
+    from functools import partial
+
+    from dualtrain.isolation import run_in_child
+
+    problem = get_problem("regression")
+    config = RunConfig(
+        backend="oneflow",
+        lr=0.05,
+        options={"momentum": 0.9},
+        epochs=10,
+        batch_size=problem.batch_size,
+        schedule=ScheduleConfig("StepLR", "torch", {"step_size": 5, "gamma": 0.5}),
+    )
+    ours, plain = [], []
+    for _ in range(repeats):
+        ours.append(dualtrain_loop(problem, config))
+        plain.append(oneflow_hand_written_loop(problem, config))
+    a, b = statistics.median(ours), statistics.median(plain)
+    eager32 = statistics.median(
+        dualtrain_loop(problem, replace(config, dtype="float32")) for _ in range(repeats)
+    )
+    graph = replace(config, mode="graph", dtype="float32")
+    c, notes = run_in_child(partial(_graph_step_time, problem, graph), "oneflow/graph")
+    print(
+        f"oneflow eager step, regression MLP: dualtrain {a * 1e6:.1f} us, hand-written "
+        f"{b * 1e6:.1f} us, ratio {a / b:.3f} (goal <= 1.03; median of {repeats})"
+    )
+    print(
+        f"oneflow nn.Graph step (float32): {c * 1e6:.1f} us, graph / eager float32 "
+        f"{c / eager32:.3f}" + "".join(f"; {n}" for n in notes)
+    )
+    for steps in (100, 1000, 10000):
+        step_config = replace(
+            graph,
+            epochs=max(1, steps // 16),
+            schedule=ScheduleConfig("CosineAnnealingLR", "torch", {"T_max": steps}, "step"),
+        )
+        t, notes = run_in_child(partial(_graph_step_time, problem, step_config), "oneflow/graph")
+        print(
+            f"oneflow nn.Graph step with an lr table of {max(16, steps // 16 * 16)} entries: "
+            f"{t * 1e6:.1f} us" + "".join(f"; {n}" for n in notes)
+        )
+
+
 def bench_schedules(repeats: int) -> None:
     import torch
 
@@ -182,12 +266,13 @@ def bench_schedules(repeats: int) -> None:
         )
 
 
-def main() -> None:
+def main() -> None:  # the guard below matters: graph runs spawn children
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     bench_numpy_loop(args.repeats)
     bench_torch_loop(max(3, args.repeats // 3))
+    bench_oneflow_loop(max(3, args.repeats // 3))
     bench_schedules(max(3, args.repeats // 3))
 
 
