@@ -99,7 +99,7 @@ def test_compare_writes_report_trajectories_and_plots(capsys, tmp_path):
     assert "numpy/graph: skipped (NumPy runs eagerly only" in out
     report = (tmp_path / "report.md").read_text()
     assert "Verdict: **PASS**" in report
-    assert "| numpy/graph | - | - | - | - | - | skipped:" in report
+    assert "| numpy/graph | - | - | - | - | - | - | skipped:" in report
     assert (tmp_path / "numpy-eager.json").exists()
     for plot in ("lr.png", "loss.png"):
         assert (tmp_path / plot).read_bytes()[:4] == b"\x89PNG"
@@ -273,3 +273,49 @@ def test_json_report_numbers_match_the_trajectories(capsys, tmp_path, registered
     assert [s["lr"] for s in ref["steps"]] == [s["lr"] for s in other["steps"]]
     assert ref["steps"][0]["loss"] == other["steps"][0]["loss"]
     assert ref["steps"][-1]["loss"] != other["steps"][-1]["loss"]
+
+
+class Float32Graph(NumpyBackend):
+    """A graph mode that trains float32 only: the NumPy step, in float32."""
+
+    name = "float32-graph"
+    supports_graph = True
+    graph_dtypes = ("float32",)
+    lr_factor = 1.0
+
+    def compile_step(self, model, optimizer, plan):
+        step = self.eager_step(model, optimizer)
+        if self.lr_factor == 1.0:
+            return step
+
+        def perturbed(x, y):
+            for group in optimizer.param_groups:
+                group["lr"] *= self.lr_factor
+            try:
+                return step(x, y)
+            finally:
+                for group in optimizer.param_groups:
+                    group["lr"] /= self.lr_factor
+
+        return perturbed
+
+
+class PerturbedFloat32Graph(Float32Graph):
+    name = "perturbed-float32-graph"
+    lr_factor = 1.01
+
+
+@pytest.mark.parametrize(("cls", "code"), [(Float32Graph, 0), (PerturbedFloat32Graph, 1)])
+def test_a_float32_only_graph_is_judged_against_float32_drift(
+    capsys, tmp_path, registered, cls, code
+):
+    # Float32 rounding alone moves final weights past atol 1e-6 of a float64
+    # reference; the reference's own float32 run sets how far is rounding. A
+    # 1% lr error must still fail.
+    registered(cls)
+    command = f"compare --backends numpy,{cls.name} --modes eager,graph {RECIPE} --out {tmp_path}"
+    got, out, _ = run(capsys, command)
+    assert got == code, out
+    assert f"{cls.name}/graph" in out and "ran in float32" in out
+    report = (tmp_path / "report.md").read_text()
+    assert "plus twice the reference's own float32 drift" in report
