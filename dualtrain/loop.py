@@ -19,7 +19,7 @@ from dualtrain.data import Dataset, batch_indices
 from dualtrain.errors import CapabilityError, ConfigError
 from dualtrain.isolation import run_in_child
 from dualtrain.lr_scheduler import LRScheduler
-from dualtrain.model import ModelSpec, init_weights
+from dualtrain.model import BatchNorm1d, ModelSpec, init_weights
 from dualtrain.optim import GroupSpec, OptimizerSpec
 from dualtrain.progress import Progress
 from dualtrain.schedules import ReduceLROnPlateau, build_schedule
@@ -233,6 +233,16 @@ def fit(
     for data in (train, val):
         if data is not None:
             check_fits(model, data)
+    if (
+        any(isinstance(layer, BatchNorm1d) for layer in model.layers)
+        and len(train) % config.batch_size == 1
+        and not config.drop_last
+    ):
+        raise ConfigError(
+            f"{len(train)} training rows in batches of {config.batch_size} leave a last batch "
+            "of 1 row, on which BatchNorm1d cannot train (torch refuses it); use drop_last "
+            "or another batch size"
+        )
     backend = backend or get_backend(config.backend)
     if config.dtype not in backend.dtypes:
         raise ConfigError(f"backend {backend.name!r} has no dtype {config.dtype!r}")

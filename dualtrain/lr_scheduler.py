@@ -37,14 +37,23 @@ from dualtrain.schedules import (
 from dualtrain.schedules import ReduceLROnPlateau as PlateauRule
 
 
-def _groups(optimizer: Any) -> list[dict]:
+def _groups(optimizer: Any) -> list:
+    """The optimizer's param groups: dicts (torch, NumPy) or dict-like (OneFlow's
+    ParamGroup: item access, `in` and `setdefault`, which is all this module uses)."""
     groups = getattr(optimizer, "param_groups", None)
-    if not isinstance(groups, list) or not all(isinstance(g, dict) and "lr" in g for g in groups):
+    if not isinstance(groups, (list, tuple)) or not groups or not all(_has_lr(g) for g in groups):
         raise ConfigError(
-            f"optimizer must expose param_groups, a list of dicts with 'lr', "
+            f"optimizer must expose param_groups, a list of dict-like groups with 'lr', "
             f"got {type(optimizer).__name__}"
         )
     return groups
+
+
+def _has_lr(group: Any) -> bool:
+    try:
+        return "lr" in group and hasattr(group, "__setitem__") and hasattr(group, "setdefault")
+    except TypeError:
+        return False
 
 
 class LRScheduler:

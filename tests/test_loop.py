@@ -136,6 +136,15 @@ def test_plateau_is_fed_the_named_metric(metric):
     assert run.trajectory.steps[-1]["lr"][0] < 0.05
 
 
+def test_a_one_row_batch_is_refused_with_batchnorm():
+    model = dualtrain.mlp([2, 4, 1], batchnorm=True)
+    x, y = np.zeros((11, 2)), np.zeros((11, 1))
+    with pytest.raises(ConfigError, match="last batch of 1 row"):
+        dualtrain.fit(model, x, y, batch_size=5, epochs=1)
+    run = dualtrain.fit(model, x, y, batch_size=5, epochs=1, drop_last=True)
+    assert len(run.trajectory.steps) == 2
+
+
 def test_plateau_on_val_loss_needs_a_validation_split():
     problem = get_problem("linear")  # no validation rows
     config = RunConfig(schedule=ScheduleConfig("ReduceLROnPlateau"), batch_size=4, epochs=1)

@@ -35,7 +35,11 @@ class ActivationLayer:
         elif self.kind == "relu":
             self.y = np.maximum(x, 0)
         else:
-            self.y = 1 / (1 + np.exp(-x))
+            # exp(-x) overflows to inf for x below about -88 (float32) or -709
+            # (float64); 1 / inf is the exact limit 0, as torch gives, so only the
+            # RuntimeWarning (an error under pytest's filterwarnings) is silenced.
+            with np.errstate(over="ignore"):
+                self.y = 1 / (1 + np.exp(-x))
         return self.y
 
     def backward(self, dy: np.ndarray, grads: dict[str, np.ndarray]) -> np.ndarray:

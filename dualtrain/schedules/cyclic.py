@@ -201,4 +201,6 @@ class OneCycleLR(Schedule):
         return self.initial_lr
 
     def setup_group(self, group):
-        group.update(initial_lr=self.initial_lr, max_lr=self.max_lr, min_lr=self.min_lr)
+        group["initial_lr"] = self.initial_lr  # item by item: OneFlow's groups have no update()
+        group["max_lr"] = self.max_lr
+        group["min_lr"] = self.min_lr

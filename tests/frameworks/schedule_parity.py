@@ -28,6 +28,7 @@ from dualtrain.cli import main as dualtrain_main
 from dualtrain.schedules import ReduceLROnPlateau, build_schedule
 
 REL = 1e-12
+_CASE_OPTIONS = ("momentum", "metrics", "optimizer", "raises")
 
 # Names an expression lambda may use, as dualtrain's evaluator documents them.
 _EXPR_NAMES = {k: v for k, v in vars(math).items() if not k.startswith("_")}
@@ -66,7 +67,7 @@ class Trajectory:
 def case(flavor: str, name: str, lrs: Sequence[float], steps: int, tag: str = "", **kwargs):
     """A Case; `momentum`, `metrics`, `optimizer` and `raises` are options, the rest
     the scheduler's arguments."""
-    options = {k: kwargs.pop(k) for k in ("momentum", "metrics", "optimizer", "raises") if k in kwargs}
+    options = {k: kwargs.pop(k) for k in _CASE_OPTIONS if k in kwargs}
     if options.get("metrics") is not None:
         options["metrics"] = tuple(options["metrics"])
     return Case(name, flavor, tuple(lrs), steps, kwargs, tag=tag, **options)
@@ -132,8 +133,9 @@ def framework_scheduler(fw: ModuleType, name: str, kwargs: dict[str, Any], optim
         return module.ChainedScheduler(**kwargs)
     if name == "WarmupLR":  # wraps a scheduler, or the optimizer when there is none
         inner = kwargs.pop("scheduler", None)
-        target = optimizer if inner is None else framework_scheduler(fw, **inner, optimizer=optimizer)
-        return module.WarmupLR(target, **kwargs)
+        if inner is None:
+            return module.WarmupLR(optimizer, **kwargs)
+        return module.WarmupLR(framework_scheduler(fw, **inner, optimizer=optimizer), **kwargs)
     return getattr(module, name)(optimizer, **kwargs)
 
 
@@ -211,10 +213,11 @@ def engine_trajectory(case: Case) -> Trajectory:
     built = build_schedule(case.name, case.flavor, case.kwargs, len(case.lrs))
     if isinstance(built, ReduceLROnPlateau):
         return Trajectory(plateau_lrs(built, case))
-    lrs = [[s.lr(t, base) for t in range(case.steps)] for s, base in zip(built, case.lrs)]
+    steps = range(case.steps)
+    lrs = [[s.lr(t, base) for t in steps] for s, base in zip(built, case.lrs, strict=True)]
     if not any(s.cycles_momentum for s in built):
         return Trajectory(lrs)
-    return Trajectory(lrs, [[s.momentum(t) for t in range(case.steps)] for s in built])
+    return Trajectory(lrs, [[s.momentum(t) for t in steps] for s in built])
 
 
 def plateau_lrs(rule: ReduceLROnPlateau, case: Case) -> list[list[float]]:
@@ -224,7 +227,7 @@ def plateau_lrs(rule: ReduceLROnPlateau, case: Case) -> list[list[float]]:
     for metric in case.metrics[: case.steps - 1]:
         state = rule.step(state, metric)
         rows.append(state.lrs)
-    return [list(column) for column in zip(*rows)]
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 # --- comparing ---------------------------------------------------------------------------
@@ -233,11 +236,11 @@ def plateau_lrs(rule: ReduceLROnPlateau, case: Case) -> list[list[float]]:
 def assert_series_close(got, want, what: str) -> None:
     """got[g][i] equals want[g][i] within REL, relative; the first steps that differ shown."""
     assert len(got) == len(want), f"{what}: {len(got)} groups, expected {len(want)}"
-    for g, (gs, ws) in enumerate(zip(got, want)):
+    for g, (gs, ws) in enumerate(zip(got, want, strict=True)):
         assert len(gs) == len(ws), f"{what}[{g}]: {len(gs)} steps, expected {len(ws)}"
         bad = [
             f"step {i}: dualtrain {a!r}, framework {b!r}"
-            for i, (a, b) in enumerate(zip(gs, ws))
+            for i, (a, b) in enumerate(zip(gs, ws, strict=True))
             if not math.isclose(a, b, rel_tol=REL, abs_tol=0.0)
         ]
         assert not bad, f"{what}[{g}] differs at {len(bad)} steps; " + "; ".join(bad[:4])
