@@ -26,12 +26,15 @@ from dualtrain_numpy import NumpyBackend
 # --- the lr inside the graph -------------------------------------------------------------
 
 
-def graph_applied_lrs(tables: list[list[float]], native=None, heartbeat=None) -> np.ndarray:
+def graph_applied_lrs(
+    tables: list[list[float]], native=None, base_lrs=None, heartbeat=None
+) -> np.ndarray:
     """lr[step][group] as the graph applies it, read from the update.
 
     One float32 weight per group, plain SGD, gradient exactly 1 and the weight
     reset to 0 before each call: after the step the weight is -float32(lr).
-    `native` builds one of OneFlow's own schedulers instead of the tables.
+    `native` builds one of OneFlow's own schedulers instead of the tables, over
+    an optimizer whose groups start at `base_lrs`.
     """
     import oneflow as flow
 
@@ -56,7 +59,8 @@ def graph_applied_lrs(tables: list[list[float]], native=None, heartbeat=None) ->
 
     probe = Probe(len(tables))
     weights = [getattr(probe, f"w{g}") for g in range(len(tables))]
-    groups = [{"params": [w], "lr": table[0]} for w, table in zip(weights, tables, strict=True)]
+    starts = base_lrs or [table[0] for table in tables]
+    groups = [{"params": [w], "lr": lr} for w, lr in zip(weights, starts, strict=True)]
     optimizer = flow.optim.SGD(groups)
     scheduler = native(optimizer) if native else LrTables(optimizer, tables)
     graph = TrainGraph(probe, Identity(), optimizer, scheduler)
@@ -115,7 +119,7 @@ SCHEDULES = {
 def test_the_graph_applies_the_core_lr_rounded_to_float32(key):
     name, kwargs, flavor = SCHEDULES[key]
     tables = core_tables(name, kwargs, [0.1, 0.03], 30, flavor)
-    applied = in_child(graph_applied_lrs, tables, None)
+    applied = in_child(graph_applied_lrs, tables, None, None)
     expected = np.array(tables, dtype=np.float32).T
     assert applied.shape == (30, 2)
     np.testing.assert_array_equal(applied, expected)
@@ -131,7 +135,7 @@ def test_oneflow_own_graph_schedulers_are_only_close():
     name, kwargs, flavor = SCHEDULES["Sequential-mixed-rescaling"]
     tables = core_tables(name, kwargs, [0.1], 30, flavor)
 
-    applied = in_child(graph_applied_lrs, tables, _native_sequential)
+    applied = in_child(graph_applied_lrs, tables, _native_sequential, [0.1])
     eager = np.array(tables[0], dtype=np.float32)
     worst = np.max(np.abs(applied[:, 0] - eager) / eager)
     assert worst > 0.05, worst  # OneFlow's graph drifts from its own eager lrs here
@@ -337,3 +341,32 @@ def test_optimizer_state_moves_between_eager_and_graph(optimizer):
     assert int(middle["step"]) == 3 and int(final["step"]) == 6
     slot = "momentum_buf" if optimizer == "sgd" else "exp_avg"
     assert f"0.weight/{slot}" in middle and f"0.weight/{slot}" in final
+
+
+# --- OneFlow's own graph schedulers against the oneflow flavour --------------------------
+
+NATIVE = {
+    "StepLR": {"step_size": 4, "gamma": 0.5},
+    "ExponentialLR": {"gamma": 0.9},
+    "CosineAnnealingLR": {"T_max": 12},
+    "PolynomialLR": {"decay_batch": 10, "end_learning_rate": 0.001, "power": 2.0},
+    "CosineDecayLR": {"decay_steps": 10, "alpha": 0.1},
+    "LinearLR": {"start_factor": 0.25, "total_iters": 8},
+}
+
+
+def _native(name, kwargs, optimizer):
+    import oneflow as flow
+
+    return getattr(flow.optim.lr_scheduler, name)(optimizer, **kwargs)
+
+
+@pytest.mark.parametrize("name", list(NATIVE))
+def test_oneflow_own_graph_lrs_are_within_an_ulp_of_the_oneflow_flavour(name):
+    tables = core_tables(name, NATIVE[name], [0.1], 20, flavor="oneflow")
+    native = functools.partial(_native, name, NATIVE[name])
+    applied = in_child(graph_applied_lrs, tables, native, [0.1])
+    ours = np.array(tables[0], dtype=np.float32)
+    ulps = np.abs(applied[:, 0].astype(np.float32).view(np.int32) - ours.view(np.int32))
+    assert ulps.max() <= 1, (name, ulps)
+    assert len(set(ours)) > 2
