@@ -163,7 +163,8 @@ class Scheduler:
             return
         self.schedules = built
         groups = _StandInGroups(base_lrs)
-        self.base_lrs = LRScheduler(groups, built, flavor=config.flavor)._bases()
+        LRScheduler(groups, built, flavor=config.flavor)  # writes each group's initial_lr
+        self.base_lrs = [group["initial_lr"] for group in groups.param_groups]
 
     def values(self, k: int) -> tuple[list[float], list[float] | None]:
         """(lr per group, momentum per group or None) at schedule step k."""
@@ -230,32 +231,8 @@ def fit(
         >>> round(run.trajectory.steps[0]["loss"], 6)
         324.0
     """
-    for data in (train, val):
-        if data is not None:
-            check_fits(model, data)
-    if (
-        any(isinstance(layer, BatchNorm1d) for layer in model.layers)
-        and len(train) % config.batch_size == 1
-        and not config.drop_last
-    ):
-        raise ConfigError(
-            f"{len(train)} training rows in batches of {config.batch_size} leave a last batch "
-            "of 1 row, on which BatchNorm1d cannot train (torch refuses it); use drop_last "
-            "or another batch size"
-        )
     backend = backend or get_backend(config.backend)
-    if config.dtype not in backend.dtypes:
-        raise ConfigError(f"backend {backend.name!r} has no dtype {config.dtype!r}")
-    if _uses_plateau(config) and config.schedule.metric == "val_loss":
-        if config.schedule.interval == "step":
-            raise ConfigError(
-                "ReduceLROnPlateau stepping every step can only watch train_loss "
-                "(validation runs once an epoch); set metric to train_loss or interval to epoch"
-            )
-        if val is None:
-            raise ConfigError(
-                "ReduceLROnPlateau watches val_loss, but there is no validation split"
-            )
+    _refuse_what_cannot_run(config, model, train, val, backend)
     net = backend.build(model, config.dtype, config.device)
     backend.load_state(net, _complete(model, weights, config.seed))
     opt_spec = config.optimizer_spec()
@@ -310,6 +287,35 @@ def check_fits(model: ModelSpec, data: Dataset) -> None:
             f"{model.loss} needs float targets of shape (samples, {outputs}), got "
             f"{data.y.dtype} {data.y.shape}"
         )
+
+
+def _refuse_what_cannot_run(config, model, train, val, backend) -> None:
+    """One-line errors, before anything is built, for runs that cannot work."""
+    for data in (train, val):
+        if data is not None:
+            check_fits(model, data)
+    if (
+        any(isinstance(layer, BatchNorm1d) for layer in model.layers)
+        and len(train) % config.batch_size == 1
+        and not config.drop_last
+    ):
+        raise ConfigError(
+            f"{len(train)} training rows in batches of {config.batch_size} leave a last batch "
+            "of 1 row, on which BatchNorm1d cannot train (torch refuses it); use drop_last "
+            "or another batch size"
+        )
+    if config.dtype not in backend.dtypes:
+        raise ConfigError(f"backend {backend.name!r} has no dtype {config.dtype!r}")
+    if _uses_plateau(config) and config.schedule.metric == "val_loss":
+        if config.schedule.interval == "step":
+            raise ConfigError(
+                "ReduceLROnPlateau stepping every step can only watch train_loss "
+                "(validation runs once an epoch); set metric to train_loss or interval to epoch"
+            )
+        if val is None:
+            raise ConfigError(
+                "ReduceLROnPlateau watches val_loss, but there is no validation split"
+            )
 
 
 def _steps(config: RunConfig, train: Dataset) -> tuple[int, int]:

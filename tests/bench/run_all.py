@@ -189,7 +189,7 @@ def bench_oneflow_loop(repeats: int) -> None:
     from dataclasses import replace
     from functools import partial
 
-    from dualtrain.isolation import run_in_child
+    from dualtrain.isolation import EngineCrashed, run_in_child
 
     problem = get_problem("regression")
     config = RunConfig(
@@ -218,17 +218,19 @@ def bench_oneflow_loop(repeats: int) -> None:
         f"oneflow nn.Graph step (float32): {c * 1e6:.1f} us, graph / eager float32 "
         f"{c / eager32:.3f}" + "".join(f"; {n}" for n in notes)
     )
-    for steps in (100, 1000, 10000):
+    for steps in (96, 992, 4000):
         step_config = replace(
             graph,
-            epochs=max(1, steps // 16),
+            epochs=steps // 16,
             schedule=ScheduleConfig("CosineAnnealingLR", "torch", {"T_max": steps}, "step"),
         )
-        t, notes = run_in_child(partial(_graph_step_time, problem, step_config), "oneflow/graph")
-        print(
-            f"oneflow nn.Graph step with an lr table of {max(16, steps // 16 * 16)} entries: "
-            f"{t * 1e6:.1f} us" + "".join(f"; {n}" for n in notes)
-        )
+        label = f"oneflow nn.Graph step with an lr table of {steps // 16 * 16} entries"
+        try:
+            t, notes = run_in_child(partial(_graph_step_time, problem, step_config), label)
+        except EngineCrashed as exc:  # measured, not hidden: OneFlow 0.9.0 crashes on CPU
+            print(f"{label}: {exc}")
+            continue
+        print(f"{label}: {t * 1e6:.1f} us" + "".join(f"; {n}" for n in notes))
 
 
 def bench_schedules(repeats: int) -> None:
