@@ -49,6 +49,8 @@ class LrPlan:
     #: True when the schedule also moves momentum (or Adam's beta1).
     momentum_scheduled: bool = False
     schedule_name: str | None = None
+    #: The step the run starts at: 0, or the step of the checkpoint it resumes.
+    first_step: int = 0
 
     def table(self, group: int) -> list[float]:
         """Group `group`'s lr at steps 0 .. steps - 1."""

@@ -7,6 +7,7 @@ gets identical hyperparameters, weights and batches.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -15,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from dualtrain.backend import Backend, LrPlan, get_backend
+from dualtrain.checkpoint import Checkpoint
+from dualtrain.checkpoint import save as save_checkpoint
 from dualtrain.data import Dataset, batch_indices
 from dualtrain.errors import CapabilityError, ConfigError
 from dualtrain.isolation import run_in_child
@@ -22,7 +25,7 @@ from dualtrain.lr_scheduler import LRScheduler
 from dualtrain.model import BatchNorm1d, ModelSpec, init_weights
 from dualtrain.optim import GroupSpec, OptimizerSpec
 from dualtrain.progress import Progress
-from dualtrain.schedules import ReduceLROnPlateau, build_schedule
+from dualtrain.schedules import PlateauState, ReduceLROnPlateau, build_schedule
 from dualtrain.trajectory import Trajectory
 
 MODES = ("eager", "graph")
@@ -112,10 +115,20 @@ class _FitJob:
     val: Dataset | None
     weights: dict[str, np.ndarray] | None
     backend: type[Backend]
+    resume: Checkpoint | None = None
+    saving: Saving | None = None
 
     def __call__(self, heartbeat: Callable[[dict[str, Any]], None]) -> Run:
         return fit(
-            self.config, self.model, self.train, self.val, self.weights, self.backend(), heartbeat
+            self.config,
+            self.model,
+            self.train,
+            self.val,
+            self.weights,
+            self.backend(),
+            heartbeat,
+            self.resume,
+            self.saving,
         )
 
 
@@ -126,6 +139,8 @@ def train_engine(
     val: Dataset | None = None,
     weights: dict[str, np.ndarray] | None = None,
     on_step: Callable[[dict[str, Any]], None] | None = None,
+    resume: Checkpoint | None = None,
+    saving: Saving | None = None,
 ) -> Run:
     """`fit`, in a watched child process where the backend's graphs need it.
 
@@ -135,8 +150,8 @@ def train_engine(
     """
     backend = get_backend(config.backend)
     if config.mode != "graph" or not backend.isolate_graph:
-        return fit(config, model, train, val, weights, backend, on_step)
-    job = _FitJob(config, model, train, val, weights, type(backend))
+        return fit(config, model, train, val, weights, backend, on_step, resume, saving)
+    job = _FitJob(config, model, train, val, weights, type(backend), resume, saving)
     run, notes = run_in_child(job, config.engine)
     run.notes = notes
     run.trajectory.meta["retries"] = notes
@@ -189,6 +204,26 @@ class Scheduler:
         cycles = self.schedules is not None and any(s.cycles_momentum for s in self.schedules)
         return LrPlan(epochs * per_epoch, len(self.base_lrs), lrs_at, cycles, self.config.name)
 
+    def snapshot(self) -> dict[str, Any] | None:
+        """What a checkpoint must keep: ReduceLROnPlateau's state (others are
+        functions of the step)."""
+        return None if self.plateau is None else asdict(self.state)
+
+    def restore(self, state: dict[str, Any]) -> None:
+        if self.plateau is None:
+            raise ConfigError(f"checkpoint: a plateau state for schedule {self.config.name!r}")
+        try:
+            self.state = PlateauState(
+                lrs=tuple(float(v) for v in state["lrs"]),
+                best=float(state["best"]),
+                num_bad_epochs=int(state["num_bad_epochs"]),
+                cooldown_counter=int(state["cooldown_counter"]),
+                last_epoch=int(state["last_epoch"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"checkpoint: malformed ReduceLROnPlateau state ({exc})") from None
+        self.observed += 1
+
     def observe(self, metric: float) -> None:
         """Feed ReduceLROnPlateau its metric; other schedules ignore it."""
         if self.plateau is not None:
@@ -212,6 +247,8 @@ def fit(
     weights: dict[str, np.ndarray] | None = None,
     backend: Backend | None = None,
     on_step: Callable[[dict[str, Any]], None] | None = None,
+    resume: Checkpoint | None = None,
+    saving: Saving | None = None,
 ) -> Run:
     """Train `model` on `train` with `config`; returns the trajectory and final state.
 
@@ -222,6 +259,8 @@ def fit(
         weights: initial parameters and buffers by stable name; default: from the seed.
         backend: an instance to use instead of looking `config.backend` up.
         on_step: called with each step's record (for progress or tests).
+        resume: a checkpoint to go on from, as if the run had never stopped.
+        saving: where and how often to write checkpoints.
 
     Example:
         >>> from dualtrain.problems import get_problem
@@ -234,11 +273,16 @@ def fit(
     backend = backend or get_backend(config.backend)
     _refuse_what_cannot_run(config, model, train, val, backend)
     net = backend.build(model, config.dtype, config.device)
-    backend.load_state(net, _complete(model, weights, config.seed))
+    start = resume.model if resume else weights
+    backend.load_state(net, _complete(model, start, config.seed, exact=resume is not None))
     opt_spec = config.optimizer_spec()
     optimizer = backend.make_optimizer(net, opt_spec)
+    if resume:
+        backend.load_optimizer_state(optimizer, resume.optimizer)
     groups = opt_spec.assign(list(model.param_shapes()))
     scheduler = Scheduler(config.schedule, [g["lr"] for g in groups])
+    if resume and resume.schedule is not None:
+        scheduler.restore(resume.schedule)
     if config.mode == "graph":
         if config.dtype not in backend.graph_dtypes:
             raise CapabilityError(
@@ -253,11 +297,16 @@ def fit(
                 f"{short}; use drop_last or a batch size that divides {len(train)}"
             )
         plan = scheduler.plan(_steps(config, train), config.schedule.interval == "step")
+        plan = replace(plan, first_step=resume.step if resume else 0)
         step_fn = backend.compile_step(net, optimizer, plan)
     else:
         step_fn = backend.eager_step(net, optimizer)
     trajectory = Trajectory(config.engine, len(groups), meta={"config": config.to_dict()})
-    _train(config, backend, net, optimizer, step_fn, scheduler, train, val, trajectory, on_step)
+    if resume:
+        trajectory.steps = list(resume.trajectory["steps"])
+        trajectory.epochs = list(resume.trajectory["epochs"])
+    engine = _Engine(backend, net, optimizer, step_fn, scheduler, trajectory, saving, config)
+    _train(config, engine, train, val, on_step, resume)
     return Run(trajectory, backend.read_state(net))
 
 
@@ -328,9 +377,13 @@ def _uses_plateau(config: RunConfig) -> bool:
     return config.schedule.name == ReduceLROnPlateau.name
 
 
-def _complete(model: ModelSpec, weights, seed: int) -> dict[str, np.ndarray]:
-    """The user's weights, with anything they left out drawn from the seed."""
+def _complete(model: ModelSpec, weights, seed: int, exact: bool = False) -> dict[str, np.ndarray]:
+    """The user's weights, with anything they left out drawn from the seed (unless
+    `exact`: a checkpoint must hold every one)."""
     full = init_weights(model, seed)
+    missing = sorted(full.keys() - (weights or {}).keys())
+    if exact and missing:
+        raise ConfigError(f"checkpoint: no array for {', '.join(missing)} of this model")
     for name, value in (weights or {}).items():
         if name not in full:
             raise ConfigError(f"initial weights: unknown name {name!r} (expected {list(full)})")
@@ -343,39 +396,99 @@ def _complete(model: ModelSpec, weights, seed: int) -> dict[str, np.ndarray]:
     return full
 
 
-def _train(config, backend, net, optimizer, step_fn, scheduler, train, val, trajectory, on_step):
+@dataclass
+class Saving:
+    """Write a checkpoint into `folder` every `every` steps and at the end; keep `keep`."""
+
+    folder: str
+    every: int
+    keep: int | None = None
+    #: Written into each checkpoint as `run` (the command line's view of the run).
+    run: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _positive("save_every", self.every)
+        if self.keep is not None:
+            _positive("keep", self.keep)
+
+
+@dataclass
+class _Engine:
+    """What the loop drives: the backend's model, optimizer and step, and the records."""
+
+    backend: Backend
+    net: Any
+    optimizer: Any
+    step_fn: Callable[[np.ndarray, np.ndarray], float]
+    scheduler: Scheduler
+    trajectory: Trajectory
+    saving: Saving | None
+    config: RunConfig
+
+    def save(self, step: int, epoch: int, position: int, epoch_losses: list[float]) -> None:
+        if self.saving is None:
+            return
+        checkpoint = Checkpoint(
+            step,
+            epoch,
+            position,
+            self.config.to_dict(),
+            self.backend.read_state(self.net),
+            self.backend.optimizer_state(self.optimizer),
+            self.scheduler.snapshot(),
+            {"steps": self.trajectory.steps, "epochs": self.trajectory.epochs},
+            list(epoch_losses),
+            self.saving.run,
+        )
+        save_checkpoint(self.saving.folder, checkpoint, self.saving.keep)
+
+
+def _train(config, engine: _Engine, train, val, on_step, resume) -> None:
     per_epoch = len(
         batch_indices(len(train), config.batch_size, 0, config.seed, False, config.drop_last)
     )
     progress = Progress(config.epochs * per_epoch, label=config.engine)
     per_step = config.schedule.interval == "step"
-    step, applied = 0, None
-    for epoch in range(config.epochs):
-        losses = []
+    every = engine.saving.every if engine.saving else 0
+    step, first_epoch, skip = (resume.step, resume.epoch, resume.position) if resume else (0, 0, 0)
+    scheduler, backend, applied = engine.scheduler, engine.backend, None
+    for epoch in range(first_epoch, config.epochs):
+        losses = list(resume.epoch_losses) if resume and epoch == first_epoch else []
         order = batch_indices(
             len(train), config.batch_size, epoch, config.seed, config.shuffle, config.drop_last
         )
-        for index in order:
+        for position, index in enumerate(order):
+            if epoch == first_epoch and position < skip:
+                continue  # done before the checkpoint: the same order, from the seed
             k = step if per_step else epoch
             if (k, scheduler.observed) != applied:  # set only what changed, once
                 lrs, momenta = scheduler.values(k)
-                backend.set_hyperparams(optimizer, lrs, momenta)
+                backend.set_hyperparams(engine.optimizer, lrs, momenta)
                 applied = (k, scheduler.observed)
             start = time.perf_counter()
-            loss = step_fn(train.x[index], train.y[index])
+            loss = engine.step_fn(train.x[index], train.y[index])
             seconds = time.perf_counter() - start
-            trajectory.record_step(step, epoch, lrs, momenta, loss, seconds)
+            if not math.isfinite(loss):
+                raise ConfigError(
+                    f"the loss at step {step} (epoch {epoch}) is {loss}: training stopped; "
+                    "checkpoints written before it are kept"
+                )
+            engine.trajectory.record_step(step, epoch, lrs, momenta, loss, seconds)
             if on_step:
-                on_step(trajectory.steps[-1])
+                on_step(engine.trajectory.steps[-1])
             if per_step:
                 scheduler.observe(loss)
             losses.append(loss)
             step += 1
             progress.update(loss)
-        val_loss, val_acc = backend.evaluate(net, val.x, val.y) if val is not None else (None, None)
-        trajectory.record_epoch(epoch, float(np.mean(losses)), val_loss, val_acc)
+            if every and step % every == 0 and position + 1 < len(order):
+                engine.save(step, epoch, position + 1, losses)
+        val_loss, val_acc = backend.evaluate(engine.net, val.x, val.y) if val else (None, None)
+        engine.trajectory.record_epoch(epoch, float(np.mean(losses)), val_loss, val_acc)
         if not per_step:
             scheduler.observe(val_loss if config.schedule.metric == "val_loss" else np.mean(losses))
+        if every and (step % every == 0 or epoch + 1 == config.epochs):
+            engine.save(step, epoch + 1, 0, [])
     progress.close()
 
 

@@ -107,8 +107,9 @@ class OneFlowBackend(Backend):
         # optimizer_state reads it there, and state loaded before now goes in.
         optimizer.dualtrain_graph = graph
         pending = getattr(optimizer, "dualtrain_pending_state", None)
-        if pending:
-            graph.load_state_dict({**graph.state_dict(), **graphs.to_graph_state(pending)})
+        if pending or plan.first_step:
+            state = graphs.to_graph_state(pending or {}, plan.first_step)
+            graph.load_state_dict({**graph.state_dict(), **state})
         shape = []
 
         def step(x: np.ndarray, y: np.ndarray) -> float:
@@ -128,35 +129,44 @@ class OneFlowBackend(Backend):
         return step
 
     def optimizer_state(self, optimizer) -> dict[str, np.ndarray]:
-        """State by stable name: "<param>/<key>" (OneFlow's keys), "step" for the count.
+        """State by stable name under torch's slot names ("0.weight/momentum_buffer",
+        "0.weight/exp_avg", "0.weight/step"), so checkpoints move between backends.
 
-        Eager OneFlow keeps it in the optimizer; an nn.Graph in the graph (keys
-        like "model.0.weight-momentum", read back through `graph.state_dict()`).
+        Eager OneFlow keeps it in the optimizer (one step count for all); an
+        nn.Graph in the graph ("model.0.weight-momentum", "System-Train-TrainStep").
         """
+        names = [n for _, n in optimizer.dualtrain_names]
         graph = getattr(optimizer, "dualtrain_graph", None)
         if graph is not None:
-            return graphs.from_graph_state(graph.state_dict())
-        names = dict((id(p), n) for p, n in optimizer.dualtrain_names)
+            return graphs.from_graph_state(graph.state_dict(), names)
+        by_id = {id(p): n for p, n in optimizer.dualtrain_names}
         out = {}
         for key, value in optimizer._state.items():
-            if isinstance(key, str):
-                out[key] = np.asarray(value)
-                continue
-            for name, tensor in value.items():
-                out[f"{names[id(key)]}/{name}"] = tensor.numpy().copy()
+            if isinstance(key, str) and key == "step":
+                out.update({f"{name}/step": np.asarray(value, np.int64) for name in names})
+            elif not isinstance(key, str):  # a parameter
+                for slot, tensor in value.items():
+                    canonical = _CANONICAL.get(slot, slot)
+                    out[f"{by_id[id(key)]}/{canonical}"] = tensor.numpy().copy()
         return out
 
     def load_optimizer_state(self, optimizer, state: dict[str, np.ndarray]) -> None:
-        """Before training: into the eager optimizer, or kept for the graph to load."""
+        """Before training: into the eager optimizer, and kept for a graph to load."""
         optimizer.dualtrain_pending_state = dict(state)
         params = {n: p for p, n in optimizer.dualtrain_names}
         for flat, value in state.items():
-            if "/" not in flat:
-                optimizer._state[flat] = int(value)
+            name, slot = flat.rsplit("/", 1)
+            if slot == "step":
+                optimizer._state["step"] = int(value)
                 continue
-            name, key = flat.rsplit("/", 1)
             param = params[name]
-            optimizer._state.setdefault(param, {})[key] = flow.tensor(value, dtype=param.dtype)
+            entry = optimizer._state.setdefault(param, {})
+            entry[_ONEFLOW_SLOT.get(slot, slot)] = flow.tensor(value, dtype=param.dtype)
+
+
+# Eager OneFlow's slot names that differ from torch's.
+_CANONICAL = {"momentum_buf": "momentum_buffer"}
+_ONEFLOW_SLOT = {v: k for k, v in _CANONICAL.items()}
 
 
 def _as(array: np.ndarray, dtype: flow.dtype) -> flow.Tensor:

@@ -71,34 +71,35 @@ class TrainGraph(flow.nn.Graph):
         return loss
 
 
-# Graph state keys: "model.<stable name>-<slot>", and the step count. The slots
-# have other names than in eager OneFlow; the backend uses the eager names.
+# Graph state keys: "model.<stable name>-<slot>", and the step count. The
+# backend speaks torch's names for optimizer state ("<name>/momentum_buffer",
+# "<name>/exp_avg", "<name>/step"), so a checkpoint moves between backends.
 _PREFIX, _STEP = "model.", "System-Train-TrainStep"
-_EAGER_SLOT = {"momentum": "momentum_buf", "m": "exp_avg", "v": "exp_avg_sq"}
-_GRAPH_SLOT = {eager: graph for graph, eager in _EAGER_SLOT.items()}
+CANONICAL = {"momentum": "momentum_buffer", "m": "exp_avg", "v": "exp_avg_sq"}
+GRAPH_SLOT = {canonical: graph for graph, canonical in CANONICAL.items()}
 
 
-def from_graph_state(state: dict) -> dict:
-    """The optimizer state an nn.Graph holds, under the backend's stable keys."""
+def from_graph_state(state: dict, names: list[str]) -> dict:
+    """The optimizer state an nn.Graph holds, under torch's names for it."""
     import numpy as np
 
     out = {}
     for key, value in state.items():
         if key == _STEP:
-            out["step"] = np.asarray(value.numpy()).reshape(()).astype(np.int64)
+            step = np.asarray(value.numpy()).reshape(()).astype(np.int64)
+            out.update({f"{name}/step": step for name in names})
         elif key.startswith(_PREFIX) and "-" in key:
             name, slot = key[len(_PREFIX) :].rsplit("-", 1)
-            out[f"{name}/{_EAGER_SLOT.get(slot, slot)}"] = value.numpy().copy()
+            out[f"{name}/{CANONICAL.get(slot, slot)}"] = value.numpy().copy()
     return out
 
 
-def to_graph_state(state: dict) -> dict:
-    """The inverse of `from_graph_state`, for `graph.load_state_dict`."""
-    out = {}
+def to_graph_state(state: dict, step: int) -> dict:
+    """Optimizer state for `graph.load_state_dict`; the graph's step counter is
+    `step`, the run's, which both its lr tables and Adam's bias corrections read."""
+    out = {_STEP: flow.tensor([step], dtype=flow.int64)}
     for key, value in state.items():
-        if key == "step":
-            out[_STEP] = flow.tensor([int(value)], dtype=flow.int64)
-        elif "/" in key:
-            name, slot = key.rsplit("/", 1)
-            out[f"{_PREFIX}{name}-{_GRAPH_SLOT.get(slot, slot)}"] = flow.tensor(value)
+        name, slot = key.rsplit("/", 1)
+        if slot != "step":
+            out[f"{_PREFIX}{name}-{GRAPH_SLOT.get(slot, slot)}"] = flow.tensor(value)
     return out

@@ -105,15 +105,17 @@ class TorchBackend(Backend):
             return loss.detach()
 
         compiled = torch.compile(train_step)
-        calls = 0
+        # A resumed run has its optimizer state already: no eager step then, so
+        # the resumed run compiles exactly what the uninterrupted one ran.
+        warm = [bool(optimizer.state)]
+        optim.upcast_step_counters(optimizer)
 
         def step(x: np.ndarray, y: np.ndarray) -> float:
-            nonlocal calls
-            calls += 1
-            if calls > 1:
+            if warm[0]:
                 return compiled(_input(model, x), _target(model, y)).item()
             loss = train_step(_input(model, x), _target(model, y)).item()
             optim.upcast_step_counters(optimizer)
+            warm[0] = True
             return loss
 
         return step

@@ -3,27 +3,43 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from dualtrain import checkpoint as checkpoints
 from dualtrain.commands.training import add_training_options, resolve
-from dualtrain.loop import train_engine, with_overrides
+from dualtrain.errors import ConfigError
+from dualtrain.loop import Saving, train_engine, with_overrides
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("train", help="train on one backend and mode")
     p.add_argument("--backend", help="numpy (default), torch, oneflow, or any installed backend")
     p.add_argument("--mode", help="eager (default) or graph")
+    p.add_argument("--save-every", type=int, help="write a checkpoint every N steps")
+    p.add_argument("--keep", type=int, help="keep the K newest checkpoints (default: all)")
+    p.add_argument("--resume", metavar="DIR", help="go on from the newest checkpoint in DIR")
     add_training_options(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    job = resolve(args, extra={"backend": str, "mode": str})
+    extra = {"backend": str, "mode": str}
+    resume = checkpoints.load(args.resume) if args.resume else None
+    job = resolve(args, extra=extra, base=resume.run if resume else None)
+    if resume and not resume.run:
+        raise ConfigError(f"checkpoint {args.resume!r} holds no command-line run to resume")
     config = with_overrides(
         job.config,
         backend=job.values.get("backend", job.config.backend),
         mode=job.values.get("mode", job.config.mode),
     )
-    result = train_engine(config, job.model, job.train, job.val, weights=job.weights)
+    saving = None
+    if job.values.get("save_every"):
+        folder = str(Path(job.out) / "checkpoints")
+        saving = Saving(folder, job.values["save_every"], job.values.get("keep"), job.run)
+    result = train_engine(
+        config, job.model, job.train, job.val, job.weights, resume=resume, saving=saving
+    )
     for note in result.notes:
         print(f"note: {note}")
     json_path, csv_path = result.trajectory.save(job.out)

@@ -7,7 +7,7 @@ Every flag has a key of the same name in a TOML/JSON `--config` file
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from dualtrain.configfile import load_config, parse_assignment
@@ -41,6 +41,8 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "drop_last": bool,
     "val_fraction": (int, float),
     "out": str,
+    "save_every": int,
+    "keep": int,
 }
 
 
@@ -99,13 +101,28 @@ class Training:
     weights: dict | None
     out: str
     values: dict[str, Any]
+    #: The values, flags merged in, as a checkpoint keeps them for --resume.
+    run: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve(args: argparse.Namespace, extra: dict[str, type] | None = None) -> Training:
-    """The run described by --config and the flags (flags win), checked."""
+# What may differ between a checkpoint's run and the command that resumes it.
+MAY_CHANGE_ON_RESUME = ("epochs", "out", "backend", "mode", "device", "save_every", "keep")
+
+
+def resolve(
+    args: argparse.Namespace, extra: dict[str, type] | None = None, base: dict | None = None
+) -> Training:
+    """The run described by --config and the flags (flags win), checked.
+
+    `base` is a checkpoint's run to resume: then a flag may only repeat it, or
+    change what `MAY_CHANGE_ON_RESUME` lists.
+    """
     allowed = {**KEYS, **(extra or {})}
     values: dict[str, Any] = {}
-    if args.config:
+    if base is not None:
+        _refuse_contradictions(args, allowed, base)
+        values = dict(base)
+    elif args.config:
         values = load_config(args.config)
         for key, value in values.items():
             if key not in allowed:
@@ -130,7 +147,39 @@ def resolve(args: argparse.Namespace, extra: dict[str, type] | None = None) -> T
     sched_kwargs = dict(values.get("args", {}))
     sched_kwargs.update(parse_assignment(a) for a in args.arg)
     groups = [_group(g) for g in values.get("groups", [])] + [_group_flag(g) for g in args.group]
-    return _build(values, options, sched_kwargs, groups)
+    job = _build(values, options, sched_kwargs, groups)
+    job.run = {
+        **values,
+        "options": options,
+        "args": sched_kwargs,
+        "groups": [
+            {"prefixes": list(g.prefixes), "lr": g.lr, "options": g.options} for g in groups
+        ],
+    }
+    return job
+
+
+def _refuse_contradictions(args: argparse.Namespace, allowed: dict, base: dict) -> None:
+    if args.config:
+        raise ConfigError("--config and --resume: the checkpoint holds the run's config")
+    for key in allowed:
+        flag = getattr(args, key, None)
+        if flag is None or key in MAY_CHANGE_ON_RESUME or key in ("options", "args", "groups"):
+            continue
+        if base.get(key) != flag:
+            raise ConfigError(
+                f"--{key.replace('_', '-')} {flag!r} contradicts the checkpoint's "
+                f"{base.get(key)!r}; on --resume only "
+                f"{', '.join('--' + k.replace('_', '-') for k in MAY_CHANGE_ON_RESUME)} may change"
+            )
+    given = [f for f in ("option", "arg", "group") if getattr(args, f)] + [
+        f for f in ("momentum", "weight_decay", "nesterov") if getattr(args, f) is not None
+    ]
+    if given:
+        raise ConfigError(
+            f"--{given[0].replace('_', '-')} contradicts --resume: the checkpoint holds the "
+            "optimizer and schedule settings"
+        )
 
 
 def _group(entry: Any) -> GroupSpec:
