@@ -106,6 +106,8 @@ def _load_npz(path: Path) -> Dataset:
 
 
 def _load_csv(path: Path, target: str | None) -> Dataset:
+    if not path.read_text(errors="replace").strip():
+        raise ConfigError(f"data {str(path)!r}: the file is empty; expected a header and rows")
     try:
         table = np.genfromtxt(path, delimiter=",", names=True, dtype=np.float64)
     except ValueError as exc:

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         mode=job.values.get("mode", job.config.mode),
     )
     saving = None
-    if job.values.get("save_every"):
+    if job.values.get("save_every") is not None:
         folder = str(Path(job.out) / "checkpoints")
         saving = Saving(folder, job.values["save_every"], job.values.get("keep"), job.run)
     result = train_engine(
