@@ -193,8 +193,11 @@ def get_backend(name: str) -> Backend:
         raise ConfigError(f"unknown backend {name!r} (known: {known})")
     try:
         cls = found[name].load()
-    except ImportError as exc:
-        raise ConfigError(f"backend {name!r} is registered but cannot load: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a broken third-party package, any way it breaks
+        raise ConfigError(
+            f"backend {name!r} is registered as {found[name].value} but cannot load: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
     if not (isinstance(cls, type) and issubclass(cls, Backend)):
         raise ConfigError(f"backend {name!r} entry point is not a Backend subclass: {cls!r}")
     return cls()

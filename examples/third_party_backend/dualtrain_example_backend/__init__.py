@@ -1,4 +1,9 @@
-"""A minimal dualtrain backend: what a third party writes to add a framework."""
+"""A minimal dualtrain backend, written as a third party would: Linear layers with
+Tanh, ReLU or Sigmoid, the mse and sse losses and SGD, in NumPy.
+
+dualtrain finds it through the entry point `example` in this distribution's
+pyproject.toml; nothing in dualtrain names it.
+"""
 
 from dualtrain_example_backend.backend import ExampleBackend
 

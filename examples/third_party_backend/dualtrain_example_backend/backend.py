@@ -1,125 +1,71 @@
-"""Linear layers, three activations, mse/sse and SGD, in NumPy, behind dualtrain's
-Backend interface. Parameters live under dualtrain's stable names ("0.weight")."""
+"""`ExampleBackend`: the model and optimizer of this package behind dualtrain's
+`Backend` interface. The loop does the rest: weights, batches, lrs, records."""
 
 from __future__ import annotations
 
 import numpy as np
-
 from dualtrain.backend import Backend
 from dualtrain.errors import CapabilityError
-from dualtrain.model import Activation, Linear, ModelSpec
+from dualtrain.model import ModelSpec
 from dualtrain.optim import OptimizerSpec
 
-ACTIVATIONS = {
-    "tanh": (np.tanh, lambda y: 1 - y * y),
-    "relu": (lambda x: np.maximum(x, 0), lambda y: (y > 0).astype(y.dtype)),
-    "sigmoid": (lambda x: 1 / (1 + np.exp(-x)), lambda y: y * (1 - y)),
-}
-
-
-class Net:
-    """The layers, parameters and gradients; `cache` keeps what backward needs."""
-
-    def __init__(self, spec: ModelSpec, dtype: np.dtype) -> None:
-        for layer in spec.layers:
-            if not isinstance(layer, (Linear, Activation)):
-                raise CapabilityError(f"example backend: no layer {type(layer).__name__}")
-        if spec.loss not in ("mse", "sse"):
-            raise CapabilityError(f"example backend: no loss {spec.loss!r} (only mse, sse)")
-        self.spec, self.dtype = spec, dtype
-        self.params = {n: np.zeros(s, dtype) for n, s in spec.param_shapes().items()}
-        self.grads = {n: np.zeros_like(p) for n, p in self.params.items()}
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self.cache = []
-        for i, layer in enumerate(self.spec.layers):
-            self.cache.append(x)
-            if isinstance(layer, Linear):
-                x = x @ self.params[f"{i}.weight"].T
-                if layer.bias:
-                    x = x + self.params[f"{i}.bias"]
-            else:
-                x = ACTIVATIONS[layer.kind][0](x)
-        return x
-
-    def backward(self, out: np.ndarray, dy: np.ndarray) -> None:
-        for i in reversed(range(len(self.spec.layers))):
-            layer, x = self.spec.layers[i], self.cache[i]
-            if isinstance(layer, Linear):
-                self.grads[f"{i}.weight"] += dy.T @ x
-                if layer.bias:
-                    self.grads[f"{i}.bias"] += dy.sum(axis=0)
-                dy = dy @ self.params[f"{i}.weight"]
-            else:
-                dy = dy * ACTIVATIONS[layer.kind][1](out)
-            out = x
-
-
-def loss_and_grad(kind: str, out: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-    diff = out - y
-    if kind == "sse":
-        return float((diff * diff).sum()), 2 * diff
-    return float((diff * diff).mean()), 2 * diff / diff.size
-
-
-class SGD:
-    """torch's SGD: momentum buffer = the first gradient, then m * buf + g."""
-
-    def __init__(self, net: Net, spec: OptimizerSpec) -> None:
-        unsupported = {k for k, v in spec.options.items() if v and k in ("dampening", "nesterov")}
-        if spec.name != "sgd" or unsupported:
-            raise CapabilityError(
-                f"example backend: only plain SGD, got {spec.name} {spec.options}"
-            )
-        self.net, self.buffers = net, {}
-        self.param_groups = spec.assign(list(net.params))
-
-    def step(self) -> None:
-        for group in self.param_groups:
-            for name in group["params"]:
-                p, g = self.net.params[name], self.net.grads[name]
-                if group["weight_decay"]:
-                    g = g + group["weight_decay"] * p
-                if group["momentum"]:
-                    buf = self.buffers.get(name)
-                    buf = g.copy() if buf is None else group["momentum"] * buf + g
-                    self.buffers[name] = g = buf
-                p -= group["lr"] * g
+from dualtrain_example_backend.model import Network, loss_and_grad
+from dualtrain_example_backend.optim import SGD
 
 
 class ExampleBackend(Backend):
+    """Linear, Tanh, ReLU and Sigmoid, mse and sse, and SGD, in NumPy on the CPU."""
+
     name = "example"
+    graph_unsupported_reason = "the example backend runs eagerly only"
 
-    def build(self, spec: ModelSpec, dtype: str, device: str) -> Net:
-        return Net(spec, np.dtype(dtype))
+    def build(self, spec: ModelSpec, dtype: str, device: str) -> Network:
+        if device not in self.devices:
+            raise CapabilityError(f"backend 'example' runs on cpu only, got device {device!r}")
+        return Network(spec, np.dtype(dtype))
 
-    def load_state(self, model: Net, arrays: dict[str, np.ndarray]) -> None:
+    def load_state(self, model: Network, arrays: dict[str, np.ndarray]) -> None:
         for name, target in model.params.items():
             target[...] = arrays[name]
 
-    def read_state(self, model: Net) -> dict[str, np.ndarray]:
-        return {n: p.copy() for n, p in model.params.items()}
+    def read_state(self, model: Network) -> dict[str, np.ndarray]:
+        return {name: p.copy() for name, p in model.params.items()}
 
-    def make_optimizer(self, model: Net, spec: OptimizerSpec) -> SGD:
+    def make_optimizer(self, model: Network, spec: OptimizerSpec) -> SGD:
         return SGD(model, spec)
 
-    def set_hyperparams(self, optimizer: SGD, lrs, momenta) -> None:
-        for group, lr in zip(optimizer.param_groups, lrs, strict=True):
-            group["lr"] = lr
+    def set_hyperparams(self, optimizer: SGD, lrs: list[float], momenta: list | None) -> None:
+        for index, group in enumerate(optimizer.param_groups):
+            group["lr"] = lrs[index]
+            if momenta is not None and momenta[index] is not None:
+                group["momentum"] = momenta[index]
 
-    def forward_backward(self, model: Net, x, y) -> float:
-        out = model.forward(x.astype(model.dtype))
-        loss, grad = loss_and_grad(model.spec.loss, out, y.astype(model.dtype))
-        model.backward(out, grad)
+    def forward_backward(self, model: Network, x: np.ndarray, y: np.ndarray) -> float:
+        values = model.forward(x)
+        loss, grad_out = loss_and_grad(model.spec.loss, values[-1], y)
+        model.backward(values, grad_out)
         return loss
 
     def optimizer_step(self, optimizer: SGD) -> None:
         optimizer.step()
 
     def zero_grad(self, optimizer: SGD) -> None:
-        for grad in optimizer.net.grads.values():
-            grad.fill(0)
+        optimizer.zero_grad()
 
-    def evaluate(self, model: Net, x, y) -> tuple[float, float | None]:
-        loss, _ = loss_and_grad(model.spec.loss, model.forward(x.astype(model.dtype)), y)
-        return loss, None
+    def evaluate(self, model: Network, x: np.ndarray, y: np.ndarray) -> tuple[float, None]:
+        loss, _ = loss_and_grad(model.spec.loss, model.forward(x)[-1], y)
+        return loss, None  # no accuracy: there is no classification loss here
+
+    # Named as the NumPy reference names them, so a checkpoint moves between the two.
+    def optimizer_state(self, optimizer: SGD) -> dict[str, np.ndarray]:
+        buffers = optimizer.momentum_buffers
+        return {f"{name}/momentum_buffer": buf.copy() for name, buf in buffers.items()}
+
+    def load_optimizer_state(self, optimizer: SGD, state: dict[str, np.ndarray]) -> None:
+        optimizer.momentum_buffers = {}
+        for key, value in state.items():
+            name, _, slot = key.rpartition("/")
+            if slot != "momentum_buffer" or name not in optimizer.params:
+                raise CapabilityError(f"backend 'example' has no optimizer state {key!r}")
+            buf = np.array(value, dtype=optimizer.params[name].dtype)
+            optimizer.momentum_buffers[name] = buf
