@@ -27,8 +27,10 @@ from typing import Any
 
 from dualtrain.errors import ConfigError
 from dualtrain.schedules import (
+    _NESTED,
     PlateauState,
     Schedule,
+    _build_nested,
     check_kwargs,
     schedule_class,
     schedule_names,
@@ -159,9 +161,17 @@ def _bind(cls: type, args: tuple, kwargs: dict, skip: tuple = ()) -> dict:
     return bound
 
 
-def _per_group(cls: type, optimizer: Any, kwargs: dict) -> list[Schedule]:
+def _per_group(cls: type, optimizer: Any, kwargs: dict, flavor: str = "torch") -> list[Schedule]:
     n_groups = len(_groups(optimizer))
-    return [cls(**kw) for kw in split_per_group(cls.name, kwargs, cls.per_group, n_groups)]
+    per_group = split_per_group(cls.name, kwargs, cls.per_group, n_groups)
+    # A nested {name, kwargs} config (NoisyLR's `scheduler`, ...) is built as
+    # build_schedule builds it: one member per group, in this flavour.
+    for key in _NESTED & kwargs.keys():
+        if isinstance(kwargs[key], (dict, list)):
+            members = _build_nested(cls.name, key, kwargs[key], flavor, n_groups)
+            for group, member in zip(per_group, members, strict=True):
+                group[key] = member
+    return [cls(**kw) for kw in per_group]
 
 
 def _member_schedules(owner: str, members: Any, optimizer: Any) -> list[list[Schedule]]:
@@ -190,7 +200,7 @@ def _simple(name: str) -> type[LRScheduler]:
         cls = schedule_class(name, flavor)
         if len(args) == _arity(cls) + 1:  # torch takes last_epoch after the arguments
             *args, last_epoch = args
-        schedules = _per_group(cls, optimizer, _bind(cls, args, kwargs))
+        schedules = _per_group(cls, optimizer, _bind(cls, args, kwargs), flavor)
         LRScheduler.__init__(self, optimizer, schedules, last_epoch, flavor)
 
     doc = f"`{name}` with torch's arguments (or OneFlow's, with flavor='oneflow')."

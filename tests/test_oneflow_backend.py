@@ -100,6 +100,16 @@ SCHEDULES = {
         {"max_lr": [0.3, 0.1], "total_steps": 30, "cycle_momentum": False},
         "torch",
     ),
+    "WarmupStableDecay": (
+        "WarmupStableDecayLR",
+        {"total_steps": 30, "warmup_steps": 5, "decay_steps": 10, "decay": "1-sqrt"},
+        "torch",
+    ),
+    "Noisy": (
+        "NoisyLR",
+        {"scheduler": {"name": "StepLR", "kwargs": {"step_size": 3}}, "noise_range": 2},
+        "torch",
+    ),
     "Sequential-mixed-rescaling": (
         "SequentialLR",
         {

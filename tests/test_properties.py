@@ -28,6 +28,7 @@ from dualtrain.schedules import (
 MAX_STEPS = 60
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 COMPOSITES = ("SequentialLR", "ChainedScheduler", "WarmupLR")
+WRAPPERS = ("NoisyLR", "LinearWarmupLR")  # wrap one schedule, built per group
 
 
 class Opt:
@@ -151,6 +152,53 @@ def simple_kwargs(draw, name, flavor, n_groups, member=False):
         maybe(draw, kw, "div_factor", st.floats(1.0, 100.0))
         maybe(draw, kw, "final_div_factor", st.floats(1.0, 1e4))
         maybe(draw, kw, "three_phase", st.booleans())
+    elif name == "WarmupStableDecayLR":
+        kw["total_steps"] = draw(st.integers(1, 40))
+        maybe(draw, kw, "warmup_steps", st.integers(0, kw["total_steps"] // 3) | st.just(0.2))
+        maybe(draw, kw, "decay_steps", st.integers(0, kw["total_steps"] // 3) | st.just(0.3))
+        maybe(draw, kw, "warmup_start_factor", unit)
+        maybe(draw, kw, "min_lr_ratio", unit)
+        maybe(draw, kw, "decay", st.sampled_from(("linear", "cosine", "1-sqrt")))
+    elif name == "CosineWithMinLR":
+        kw["total_steps"] = draw(st.integers(1, 40))
+        maybe(draw, kw, "warmup_steps", st.integers(0, kw["total_steps"] - 1))
+        if draw(st.booleans()):
+            kw["min_lr"] = draw(per_group(st.floats(0.0, 1e-3), n_groups))
+        else:
+            kw["min_lr_ratio"] = draw(unit)
+        maybe(draw, kw, "warmup_start_factor", unit)
+    elif name == "CosineRestartsLR":
+        kw["t_initial"] = draw(st.integers(1, 20))
+        maybe(draw, kw, "lr_min", st.floats(0.0, 1e-3))
+        maybe(draw, kw, "cycle_mul", st.sampled_from((1.0, 1.5, 2)))
+        maybe(draw, kw, "cycle_decay", st.floats(0.1, 1.0))
+        maybe(draw, kw, "cycle_limit", st.integers(1, 5))
+        maybe(draw, kw, "warmup_t", st.integers(0, 10))
+        maybe(draw, kw, "warmup_lr_init", st.floats(0.0, 1e-3))
+        maybe(draw, kw, "warmup_prefix", st.booleans())
+        maybe(draw, kw, "k_decay", st.floats(0.5, 2.0))
+    elif name == "InverseSqrtLR":
+        kw["warmup_updates"] = draw(st.integers(1, 20))
+        maybe(draw, kw, "warmup_init_lr", per_group(st.floats(0.0, 1e-3), n_groups))
+    elif name in WRAPPERS:
+        # The wrapped config holds no per-group lists: the PyTorch-API class builds it
+        # for one group. Its flavour is named, as that class does not pass its own on.
+        inner = draw(st.sampled_from([n for n in SIMPLE if n not in WRAPPERS]))
+        inner_kwargs = draw(simple_kwargs(inner, flavor, 1, member=True))
+        kw["scheduler"] = {"name": inner, "kwargs": inner_kwargs, "flavor": flavor}
+        if name == "NoisyLR":
+            start = st.integers(0, MAX_STEPS)
+            maybe(
+                draw, kw, "noise_range", start | st.lists(start, min_size=2, max_size=2).map(sorted)
+            )
+            maybe(draw, kw, "noise_pct", st.floats(0.05, 1.0))
+            maybe(draw, kw, "noise_std", st.floats(0.01, 1.0))
+            maybe(draw, kw, "noise_seed", st.integers(0, 2**32))
+            maybe(draw, kw, "noise_type", st.sampled_from(("normal", "uniform")))
+        else:
+            maybe(draw, kw, "warmup_steps", st.integers(0, 10))
+            maybe(draw, kw, "warmup_start_factor", unit)
+            maybe(draw, kw, "warmup_method", st.sampled_from(("linear", "constant")))
     else:
         raise AssertionError(f"no strategy for {name}")
     return kw

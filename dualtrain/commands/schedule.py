@@ -281,7 +281,7 @@ def _diff_summary(name: str, runs) -> str:
     if errors:
         return "\n".join(errors)
     if not has_distinct_flavors(name):
-        native = ", ".join(native_frameworks(name))
+        native = ", ".join(native_frameworks(name)) or "neither framework"
         return f"{name}: one behaviour for both flavours (native in {native})."
     differ = _differing_steps(runs)
     if not differ:

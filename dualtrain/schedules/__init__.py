@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dualtrain.errors import ConfigError
-from dualtrain.schedules import composite, cyclic, formulas  # noqa: F401  (registers)
+from dualtrain.schedules import composite, cyclic, formulas, modern  # noqa: F401  (registers)
 from dualtrain.schedules.base import (
     FLAVORS,
     Schedule,

@@ -109,8 +109,10 @@ def has_distinct_flavors(name: str) -> bool:
 
 def native_frameworks(name: str) -> tuple[str, ...]:
     """The frameworks that have a scheduler called `name` ("ReduceLROnPlateau": both)."""
-    classes = {_REGISTRY.get((name, f)) for f in FLAVORS} - {None}
-    return tuple(f for f in FLAVORS if any(f in cls.native for cls in classes)) or FLAVORS
+    classes = {_REGISTRY.get((ALIASES.get(name, name), f)) for f in FLAVORS} - {None}
+    if not classes:  # ReduceLROnPlateau, which lives outside the registry: both have it
+        return FLAVORS
+    return tuple(f for f in FLAVORS if any(f in cls.native for cls in classes))
 
 
 def split_per_group(owner: str, kwargs: dict[str, Any], keys, n_groups: int) -> list[dict]:

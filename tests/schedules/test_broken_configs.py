@@ -42,6 +42,12 @@ SHARED = {  # one class, so one valid config, for both flavours
                  "warmup_iters": 2, "warmup_method": "linear", "warmup_prefix": False},
     "ReduceLROnPlateau": {"mode": "min", "factor": 0.5, "patience": 2, "threshold": 1e-4,
                           "threshold_mode": "rel", "cooldown": 0, "min_lr": 0.0, "eps": 1e-8},
+    "WarmupStableDecayLR": {"total_steps": 10, "warmup_steps": 2, "decay_steps": 4},
+    "CosineWithMinLR": {"total_steps": 6, "min_lr_ratio": 0.1},
+    "CosineRestartsLR": {"t_initial": 4},
+    "InverseSqrtLR": {"warmup_updates": 3},
+    "NoisyLR": {"scheduler": member("StepLR", step_size=2), "noise_range": 1},
+    "LinearWarmupLR": {"scheduler": member("StepLR", step_size=2), "warmup_steps": 2},
 }  # fmt: skip
 DISTINCT = {  # name: (torch config, OneFlow config)
     "MultiStepLR": ({"milestones": [2, 5], "gamma": 0.5},) * 2,
