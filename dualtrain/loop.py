@@ -284,21 +284,7 @@ def fit(
     if resume and resume.schedule is not None:
         scheduler.restore(resume.schedule)
     if config.mode == "graph":
-        if config.dtype not in backend.graph_dtypes:
-            raise CapabilityError(
-                f"backend {backend.name!r} trains graphs in {', '.join(backend.graph_dtypes)} "
-                f"only, got dtype {config.dtype!r}"
-            )
-        short = len(train) % config.batch_size
-        if backend.graph_static_shapes and short and not config.drop_last:
-            raise CapabilityError(
-                f"backend {backend.name!r} compiles its graph for one batch shape, but "
-                f"{len(train)} rows in batches of {config.batch_size} leave a last batch of "
-                f"{short}; use drop_last or a batch size that divides {len(train)}"
-            )
-        plan = scheduler.plan(_steps(config, train), config.schedule.interval == "step")
-        plan = replace(plan, first_step=resume.step if resume else 0)
-        step_fn = backend.compile_step(net, optimizer, plan)
+        step_fn = _graph_step(config, backend, net, optimizer, scheduler, train, resume)
     else:
         step_fn = backend.eager_step(net, optimizer)
     trajectory = Trajectory(config.engine, len(groups), meta={"config": config.to_dict()})
@@ -308,6 +294,25 @@ def fit(
     engine = _Engine(backend, net, optimizer, step_fn, scheduler, trajectory, saving, config)
     _train(config, engine, train, val, on_step, resume)
     return Run(trajectory, backend.read_state(net))
+
+
+def _graph_step(config, backend, net, optimizer, scheduler, train, resume):
+    """The backend's static-graph step, after the checks its graphs need."""
+    if config.dtype not in backend.graph_dtypes:
+        raise CapabilityError(
+            f"backend {backend.name!r} trains graphs in {', '.join(backend.graph_dtypes)} "
+            f"only, got dtype {config.dtype!r}"
+        )
+    short = len(train) % config.batch_size
+    if backend.graph_static_shapes and short and not config.drop_last:
+        raise CapabilityError(
+            f"backend {backend.name!r} compiles its graph for one batch shape, but "
+            f"{len(train)} rows in batches of {config.batch_size} leave a last batch of "
+            f"{short}; use drop_last or a batch size that divides {len(train)}"
+        )
+    plan = scheduler.plan(_steps(config, train), config.schedule.interval == "step")
+    plan = replace(plan, first_step=resume.step if resume else 0)
+    return backend.compile_step(net, optimizer, plan)
 
 
 def check_fits(model: ModelSpec, data: Dataset) -> None:
