@@ -14,6 +14,7 @@ Backends register in the entry-point group `dualtrain.backends`:
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -136,6 +137,10 @@ class Backend(ABC):
     def load_optimizer_state(self, optimizer: Any, state: dict[str, np.ndarray]) -> None:
         """Set the optimizer state read by `optimizer_state`."""
         return None
+
+    def running(self) -> contextlib.AbstractContextManager:
+        """A context the loop holds for the whole run (numeric error modes, ...)."""
+        return contextlib.nullcontext()
 
     def close(self) -> None:
         """Release what the backend holds (graphs, devices); optional."""

@@ -292,7 +292,8 @@ def fit(
         trajectory.steps = list(resume.trajectory["steps"])
         trajectory.epochs = list(resume.trajectory["epochs"])
     engine = _Engine(backend, net, optimizer, step_fn, scheduler, trajectory, saving, config)
-    _train(config, engine, train, val, on_step, resume)
+    with backend.running():
+        _train(config, engine, train, val, on_step, resume)
     return Run(trajectory, backend.read_state(net))
 
 

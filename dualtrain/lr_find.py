@@ -106,9 +106,20 @@ def lr_find(
         step_fn = backend.compile_step(net, optimizer, plan)
     else:
         step_fn = backend.eager_step(net, optimizer)
+    with backend.running():
+        losses, smoothed = _ramp_up(
+            config, train, lrs, backend, optimizer, step_fn, smooth, diverge
+        )
+    test = RangeTest(lrs[: len(losses)], losses, smoothed, len(losses) < steps)
+    test.suggestions = suggest(test.lrs, test.smoothed)
+    return test
+
+
+def _ramp_up(config, train, lrs, backend, optimizer, step_fn, smooth, diverge):
+    """(losses, smoothed losses) of the steps taken before the loss diverged."""
+    n_groups = len(optimizer.param_groups)
     losses, smoothed, average, best = [], [], 0.0, math.inf
-    batches = _batches(config, train, steps)
-    for step, index in enumerate(batches):
+    for step, index in enumerate(_batches(config, train, len(lrs))):
         backend.set_hyperparams(optimizer, [lrs[step]] * n_groups, None)
         loss = step_fn(train.x[index], train.y[index])
         losses.append(loss)
@@ -117,9 +128,7 @@ def lr_find(
         if not math.isfinite(smoothed[-1]) or smoothed[-1] > diverge * best:
             break
         best = min(best, smoothed[-1])
-    test = RangeTest(lrs[: len(losses)], losses, smoothed, len(losses) < steps)
-    test.suggestions = suggest(test.lrs, test.smoothed)
-    return test
+    return losses, smoothed
 
 
 def _in_child(config, model, train, weights, *settings_and_heartbeat):

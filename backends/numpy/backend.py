@@ -40,13 +40,13 @@ class NumpyBackend(Backend):
                 else:
                     group["momentum"] = momenta[i]
 
-    def forward_backward(self, model: Network, x, y) -> float:
+    def running(self):
         # A diverging run overflows: the loop stops it at the first non-finite
         # loss with the step named, so NumPy's own overflow warnings add nothing.
-        with np.errstate(over="ignore", invalid="ignore"):
-            return self._forward_backward(model, x, y)
+        # Set once for the run: entering np.errstate costs ~2.7 us, a step ~100.
+        return np.errstate(over="ignore", invalid="ignore")
 
-    def _forward_backward(self, model: Network, x, y) -> float:
+    def forward_backward(self, model: Network, x, y) -> float:
         model.training = True
         out = model.forward(x.astype(model.dtype, copy=False))
         loss, grad = loss_and_grad(model.spec.loss, out, _targets(y, model))
