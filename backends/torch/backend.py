@@ -75,8 +75,8 @@ class TorchBackend(Backend):
 
         def step(x: np.ndarray, y: np.ndarray) -> float:
             optimizer.zero_grad()
-            inputs = torch.from_numpy(x).to(device=device, dtype=dtype)
-            targets = torch.from_numpy(y).to(device=device, dtype=target_dtype)
+            inputs = _on(torch.from_numpy(x), device, dtype)
+            targets = _on(torch.from_numpy(y), device, target_dtype)
             loss = models.loss_fn(kind, model(inputs), targets)
             loss.backward()
             optimizer.step()
@@ -147,6 +147,13 @@ def _quiet_compile_notices() -> None:
     """
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     logging.getLogger("torch._dynamo.variables.ctx_manager").setLevel(logging.ERROR)
+
+
+def _on(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """`tensor` on `device` in `dtype`; as it is when it already is (no call to .to)."""
+    if tensor.dtype == dtype and device.type == "cpu":
+        return tensor
+    return tensor.to(device=device, dtype=dtype)
 
 
 def _input(model, x: np.ndarray) -> torch.Tensor:
