@@ -18,6 +18,7 @@ import pickle
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ from dualtrain.errors import ConfigError
 
 #: Attempts after the first, for crashes only.
 RETRIES = 2
+#: Attempts in all, however much each one progressed.
+MAX_ATTEMPTS = 50
 #: Seconds without a finished step (or the start) before a child counts as hung.
 STALL_SECONDS = 300.0
 
@@ -33,16 +36,25 @@ class EngineCrashed(ConfigError):
     """The child crashed on every attempt."""
 
 
-def run_in_child(job: Any, label: str, retries: int = RETRIES, stall: float = STALL_SECONDS):
+def run_in_child(
+    job: Any,
+    label: str,
+    retries: int = RETRIES,
+    stall: float = STALL_SECONDS,
+    progress: Callable[[], Any] | None = None,
+):
     """`job()` in a child process; returns (its result, notes on retried crashes).
 
     `job` must pickle (a dataclass of arrays and configs) and take one argument:
     a callable to call after every step, which the parent uses to tell a slow
-    run from a hung one.
+    run from a hung one. `progress`, when given, says how far the job got (the
+    step of its newest checkpoint, say): a crash after which it moved on does
+    not count against `retries`, as the next attempt goes on from there.
     """
     notes: list[str] = []
     context = multiprocessing.get_context("spawn")  # no threads inherited from the parent
-    for attempt in range(1, retries + 2):
+    strikes, mark = 0, progress() if progress else None
+    for attempt in range(1, MAX_ATTEMPTS + 1):
         with tempfile.TemporaryDirectory(prefix="dualtrain-") as folder:
             out, beat = Path(folder) / "result.pickle", Path(folder) / "heartbeat"
             beat.touch()
@@ -55,10 +67,15 @@ def run_in_child(job: Any, label: str, retries: int = RETRIES, stall: float = ST
                     raise value
                 return value, notes
             crash = crash or f"exit code {child.exitcode} without a result"
+        now = progress() if progress else None
+        strikes = 1 if now != mark else strikes + 1
+        mark = now
         notes.append(f"{label}: attempt {attempt} crashed ({crash})")
-        if attempt <= retries:
-            notes[-1] += ", retrying"
-    raise EngineCrashed(f"{label} crashed on all {retries + 1} attempts: {'; '.join(notes)}")
+        if strikes <= retries:
+            notes[-1] += ", retrying" + (f" from step {now}" if now else "")
+        else:
+            break
+    raise EngineCrashed(f"{label} crashed on {len(notes)} attempts: {'; '.join(notes)}")
 
 
 def _watch(child, beat: Path, stall: float) -> str | None:

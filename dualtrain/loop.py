@@ -8,15 +8,19 @@ gets identical hyperparameters, weights and batches.
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dualtrain.backend import Backend, LrPlan, get_backend
+from dualtrain.checkpoint import PREFIX as CHECKPOINT_PREFIX
 from dualtrain.checkpoint import Checkpoint
+from dualtrain.checkpoint import load as load_checkpoint
 from dualtrain.checkpoint import save as save_checkpoint
 from dualtrain.data import Dataset, batch_indices
 from dualtrain.errors import CapabilityError, ConfigError
@@ -117,8 +121,15 @@ class _FitJob:
     backend: type[Backend]
     resume: Checkpoint | None = None
     saving: Saving | None = None
+    #: A folder of the run's own checkpoints: an attempt after a crash resumes there.
+    recovery: str | None = None
 
     def __call__(self, heartbeat: Callable[[dict[str, Any]], None]) -> Run:
+        resume, recovery = self.resume, None
+        if self.recovery is not None:
+            recovery = Saving(self.recovery, RECOVERY_EVERY, keep=1)
+            if _newest_step(self.recovery) is not None:
+                resume = load_checkpoint(self.recovery)
         return fit(
             self.config,
             self.model,
@@ -127,9 +138,24 @@ class _FitJob:
             self.weights,
             self.backend(),
             heartbeat,
-            self.resume,
+            resume,
             self.saving,
+            recovery,
         )
+
+
+#: Steps between the private checkpoints an isolated run recovers from.
+RECOVERY_EVERY = 100
+
+
+def _newest_step(folder: str) -> int | None:
+    """The step of the newest checkpoint in `folder`, or None."""
+    steps = [
+        int(p.name[len(CHECKPOINT_PREFIX) :])
+        for p in Path(folder).glob(f"{CHECKPOINT_PREFIX}*")
+        if p.is_dir()
+    ]
+    return max(steps, default=None)
 
 
 def train_engine(
@@ -151,8 +177,9 @@ def train_engine(
     backend = get_backend(config.backend)
     if config.mode != "graph" or not backend.isolate_graph:
         return fit(config, model, train, val, weights, backend, on_step, resume, saving)
-    job = _FitJob(config, model, train, val, weights, type(backend), resume, saving)
-    run, notes = run_in_child(job, config.engine)
+    with tempfile.TemporaryDirectory(prefix="dualtrain-recovery-") as recovery:
+        job = _FitJob(config, model, train, val, weights, type(backend), resume, saving, recovery)
+        run, notes = run_in_child(job, config.engine, progress=lambda: _newest_step(recovery))
     run.notes = notes
     run.trajectory.meta["retries"] = notes
     return run
@@ -249,6 +276,7 @@ def fit(
     on_step: Callable[[dict[str, Any]], None] | None = None,
     resume: Checkpoint | None = None,
     saving: Saving | None = None,
+    recovery: Saving | None = None,
 ) -> Run:
     """Train `model` on `train` with `config`; returns the trajectory and final state.
 
@@ -261,6 +289,8 @@ def fit(
         on_step: called with each step's record (for progress or tests).
         resume: a checkpoint to go on from, as if the run had never stopped.
         saving: where and how often to write checkpoints.
+        recovery: a second saving, private to a crash-isolated run: a retry after a
+            crash goes on from its newest checkpoint.
 
     Example:
         >>> from dualtrain.problems import get_problem
@@ -291,7 +321,8 @@ def fit(
     if resume:
         trajectory.steps = list(resume.trajectory["steps"])
         trajectory.epochs = list(resume.trajectory["epochs"])
-    engine = _Engine(backend, net, optimizer, step_fn, scheduler, trajectory, saving, config)
+    savings = [s for s in (saving, recovery) if s is not None]
+    engine = _Engine(backend, net, optimizer, step_fn, scheduler, trajectory, savings, config)
     with backend.running():
         _train(config, engine, train, val, on_step, resume)
     return Run(trajectory, backend.read_state(net))
@@ -428,11 +459,13 @@ class _Engine:
     step_fn: Callable[[np.ndarray, np.ndarray], float]
     scheduler: Scheduler
     trajectory: Trajectory
-    saving: Saving | None
+    savings: list[Saving]
     config: RunConfig
 
-    def save(self, step: int, epoch: int, position: int, epoch_losses: list[float]) -> None:
-        if self.saving is None:
+    def save(self, step: int, epoch: int, position: int, epoch_losses: list[float], last: bool):
+        """Write a checkpoint to every saving due at `step` (all of them at the end)."""
+        due = [s for s in self.savings if step % s.every == 0 or last]
+        if not due:
             return
         checkpoint = Checkpoint(
             step,
@@ -444,9 +477,10 @@ class _Engine:
             self.scheduler.snapshot(),
             {"steps": self.trajectory.steps, "epochs": self.trajectory.epochs},
             list(epoch_losses),
-            self.saving.run,
         )
-        save_checkpoint(self.saving.folder, checkpoint, self.saving.keep)
+        for saving in due:
+            checkpoint.run = saving.run
+            save_checkpoint(saving.folder, checkpoint, saving.keep)
 
 
 def _train(config, engine: _Engine, train, val, on_step, resume) -> None:
@@ -455,7 +489,7 @@ def _train(config, engine: _Engine, train, val, on_step, resume) -> None:
     )
     progress = Progress(config.epochs * per_epoch, label=config.engine)
     per_step = config.schedule.interval == "step"
-    every = engine.saving.every if engine.saving else 0
+    saving = bool(engine.savings)
     step, first_epoch, skip = (resume.step, resume.epoch, resume.position) if resume else (0, 0, 0)
     scheduler, backend, applied = engine.scheduler, engine.backend, None
     for epoch in range(first_epoch, config.epochs):
@@ -487,14 +521,14 @@ def _train(config, engine: _Engine, train, val, on_step, resume) -> None:
             losses.append(loss)
             step += 1
             progress.update(loss)
-            if every and step % every == 0 and position + 1 < len(order):
-                engine.save(step, epoch, position + 1, losses)
+            if saving and position + 1 < len(order):
+                engine.save(step, epoch, position + 1, losses, last=False)
         val_loss, val_acc = backend.evaluate(engine.net, val.x, val.y) if val else (None, None)
         engine.trajectory.record_epoch(epoch, float(np.mean(losses)), val_loss, val_acc)
         if not per_step:
             scheduler.observe(val_loss if config.schedule.metric == "val_loss" else np.mean(losses))
-        if every and (step % every == 0 or epoch + 1 == config.epochs):
-            engine.save(step, epoch + 1, 0, [])
+        if saving:
+            engine.save(step, epoch + 1, 0, [], last=epoch + 1 == config.epochs)
     progress.close()
 
 
