@@ -101,6 +101,7 @@ class Training:
     weights: dict | None
     out: str
     values: dict[str, Any]
+    problem: str = "regression"
     #: The values, flags merged in, as a checkpoint keeps them for --resume.
     run: dict[str, Any] = field(default_factory=dict)
 
@@ -148,8 +149,11 @@ def resolve(
     sched_kwargs.update(parse_assignment(a) for a in args.arg)
     groups = [_group(g) for g in values.get("groups", [])] + [_group_flag(g) for g in args.group]
     job = _build(values, options, sched_kwargs, groups)
+    # The effective values, defaults included, so that on --resume a flag that
+    # repeats a default (--batch-size 50) is no contradiction.
+    effective = {**job.values, **({} if values.get("data") else {"problem": job.problem})}
     job.run = {
-        **values,
+        **effective,
         "options": options,
         "args": sched_kwargs,
         "groups": [
@@ -245,7 +249,8 @@ def _build(values, options, sched_kwargs, groups) -> Training:
     )
     config.optimizer_spec()  # checks optimizer name and options now, in one line
     train, val = data.split(merged["val_fraction"], config.seed)
-    return Training(config, model, train, val, weights, merged.get("out", "runs/latest"), merged)
+    out = merged.get("out", "runs/latest")
+    return Training(config, model, train, val, weights, out, merged, problem.name)
 
 
 def _model_for(data: Dataset, template: ModelSpec) -> ModelSpec:
