@@ -22,7 +22,7 @@ import numpy as np
 
 from dualtrain import comparison as _compare
 from dualtrain import loop
-from dualtrain.data import Dataset
+from dualtrain.data import Dataset, targets
 from dualtrain.errors import ConfigError
 from dualtrain.model import ModelSpec
 from dualtrain.optim import GroupSpec
@@ -151,10 +151,7 @@ def dataset(x: Any, y: Any) -> Dataset:
     y = np.asarray(y)
     if x.dtype.kind not in "fiu" or y.dtype.kind not in "fiu":
         raise ConfigError(f"data must be numeric arrays, got x {x.dtype} and y {y.dtype}")
-    y = y.astype(np.int64) if y.dtype.kind in "iu" else y.astype(np.float64)
-    if y.dtype.kind == "f" and y.ndim == 1:
-        y = y.reshape(-1, 1)
-    return Dataset(x.astype(np.float64), y)
+    return Dataset(x.astype(np.float64), targets(y))
 
 
 def _arrays(weights: Mapping[str, Any] | None) -> dict[str, np.ndarray] | None:

@@ -123,10 +123,15 @@ def latest(path: str | Path) -> Path:
         path = path / "checkpoints"
     if not path.is_dir():
         raise ConfigError(f"checkpoint {str(path)!r}: no such folder")
-    found = sorted(p for p in path.iterdir() if p.name.startswith(PREFIX) and p.is_dir())
+    found = complete(path)
     if not found:
         raise ConfigError(f"checkpoint {str(path)!r}: holds no {PREFIX}<n> checkpoint")
     return found[-1]
+
+
+def complete(folder: Path) -> list[Path]:
+    """The complete checkpoints in `folder`, oldest first (the names sort by step)."""
+    return sorted(p for p in folder.iterdir() if p.name.startswith(PREFIX) and p.is_dir())
 
 
 _REQUIRED = {
@@ -201,7 +206,7 @@ def _prune(folder: Path, keep: int | None) -> None:
             shutil.rmtree(leftover, ignore_errors=True)
     if keep is None:
         return
-    done = sorted(p for p in folder.iterdir() if p.name.startswith(PREFIX) and p.is_dir())
+    done = complete(folder)
     for old in done[:-keep] if keep > 0 else []:
         shutil.rmtree(old)
 

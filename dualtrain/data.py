@@ -102,7 +102,7 @@ def _load_npz(path: Path) -> Dataset:
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"data {str(path)!r}: not a readable .npz ({exc})") from None
-    return Dataset(np.asarray(x, dtype=np.float64), _targets(np.asarray(y)))
+    return Dataset(np.asarray(x, dtype=np.float64), targets(np.asarray(y)))
 
 
 def _load_csv(path: Path, target: str | None) -> Dataset:
@@ -128,10 +128,11 @@ def _load_csv(path: Path, target: str | None) -> Dataset:
                 f"in data row {int(bad[0]) + 1}; expected numbers only"
             )
     x = np.stack([table[n] for n in features], axis=1)
-    return Dataset(x, _targets(table[target]))
+    return Dataset(x, targets(table[target]))
 
 
-def _targets(y: np.ndarray) -> np.ndarray:
+def targets(y: np.ndarray) -> np.ndarray:
+    """Class ids as int64; float targets as float64 of shape (samples, outputs)."""
     if y.dtype.kind in "iu":
         return y.astype(np.int64)
     y = y.astype(np.float64)

@@ -20,6 +20,7 @@ import numpy as np
 from dualtrain.backend import Backend, LrPlan, get_backend
 from dualtrain.checkpoint import PREFIX as CHECKPOINT_PREFIX
 from dualtrain.checkpoint import Checkpoint
+from dualtrain.checkpoint import complete as complete_checkpoints
 from dualtrain.checkpoint import load as load_checkpoint
 from dualtrain.checkpoint import save as save_checkpoint
 from dualtrain.data import Dataset, batch_indices
@@ -150,12 +151,8 @@ RECOVERY_EVERY = 100
 
 def _newest_step(folder: str) -> int | None:
     """The step of the newest checkpoint in `folder`, or None."""
-    steps = [
-        int(p.name[len(CHECKPOINT_PREFIX) :])
-        for p in Path(folder).glob(f"{CHECKPOINT_PREFIX}*")
-        if p.is_dir()
-    ]
-    return max(steps, default=None)
+    found = complete_checkpoints(Path(folder))
+    return int(found[-1].name[len(CHECKPOINT_PREFIX) :]) if found else None
 
 
 def train_engine(
@@ -302,11 +299,9 @@ def fit(
     """
     backend = backend or get_backend(config.backend)
     _refuse_what_cannot_run(config, model, train, val, backend)
-    net = backend.build(model, config.dtype, config.device)
     start = resume.model if resume else weights
-    backend.load_state(net, _complete(model, start, config.seed, exact=resume is not None))
+    net, optimizer = model_and_optimizer(backend, config, model, start, exact=resume is not None)
     opt_spec = config.optimizer_spec()
-    optimizer = backend.make_optimizer(net, opt_spec)
     if resume:
         backend.load_optimizer_state(optimizer, resume.optimizer)
     groups = opt_spec.assign(list(model.param_shapes()))
@@ -314,7 +309,9 @@ def fit(
     if resume and resume.schedule is not None:
         scheduler.restore(resume.schedule)
     if config.mode == "graph":
-        step_fn = _graph_step(config, backend, net, optimizer, scheduler, train, resume)
+        plan = scheduler.plan(_steps(config, train), config.schedule.interval == "step")
+        plan = replace(plan, first_step=resume.step if resume else 0)
+        step_fn = graph_step(config, backend, net, optimizer, train, plan)
     else:
         step_fn = backend.eager_step(net, optimizer)
     trajectory = Trajectory(config.engine, len(groups), meta={"config": config.to_dict()})
@@ -328,8 +325,16 @@ def fit(
     return Run(trajectory, backend.read_state(net))
 
 
-def _graph_step(config, backend, net, optimizer, scheduler, train, resume):
-    """The backend's static-graph step, after the checks its graphs need."""
+def model_and_optimizer(backend, config, model, weights, exact=False):
+    """The backend's model, loaded with `weights` (completed from the seed unless
+    `exact`), and its optimizer. The arrays passed in are copied, never changed."""
+    net = backend.build(model, config.dtype, config.device)
+    backend.load_state(net, _complete(model, weights, config.seed, exact))
+    return net, backend.make_optimizer(net, config.optimizer_spec())
+
+
+def graph_step(config, backend, net, optimizer, train, plan: LrPlan):
+    """The backend's static-graph step for `plan`, after the checks its graphs need."""
     if config.dtype not in backend.graph_dtypes:
         raise CapabilityError(
             f"backend {backend.name!r} trains graphs in {', '.join(backend.graph_dtypes)} "
@@ -342,8 +347,6 @@ def _graph_step(config, backend, net, optimizer, scheduler, train, resume):
             f"{len(train)} rows in batches of {config.batch_size} leave a last batch of "
             f"{short}; use drop_last or a batch size that divides {len(train)}"
         )
-    plan = scheduler.plan(_steps(config, train), config.schedule.interval == "step")
-    plan = replace(plan, first_step=resume.step if resume else 0)
     return backend.compile_step(net, optimizer, plan)
 
 

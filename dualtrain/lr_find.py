@@ -26,7 +26,7 @@ from dualtrain.backend import LrPlan, get_backend
 from dualtrain.data import Dataset, batch_indices
 from dualtrain.errors import ConfigError
 from dualtrain.isolation import run_in_child
-from dualtrain.loop import RunConfig, _complete, _refuse_what_cannot_run
+from dualtrain.loop import RunConfig, _refuse_what_cannot_run, graph_step, model_and_optimizer
 from dualtrain.model import ModelSpec
 
 RULES = {
@@ -96,14 +96,11 @@ def lr_find(
         raise ConfigError(f"lr-find divergence factor must be > 1, got {diverge!r}")
     lrs = ramp(min_lr, max_lr, steps, shape)
     _refuse_what_cannot_run(config, model, train, None, backend)
-    net = backend.build(model, config.dtype, config.device)
-    start = {k: np.array(v, copy=True) for k, v in (weights or {}).items()}
-    backend.load_state(net, _complete(model, start, config.seed))
-    optimizer = backend.make_optimizer(net, config.optimizer_spec())
+    net, optimizer = model_and_optimizer(backend, config, model, weights)
     n_groups = len(optimizer.param_groups)
     if config.mode == "graph":
         plan = LrPlan(steps, n_groups, lambda step: [lrs[step]] * n_groups, False, "lr-find")
-        step_fn = backend.compile_step(net, optimizer, plan)
+        step_fn = graph_step(config, backend, net, optimizer, train, plan)
     else:
         step_fn = backend.eager_step(net, optimizer)
     with backend.running():

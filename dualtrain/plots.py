@@ -64,3 +64,25 @@ def plot_schedule(path: str | Path, name: str, runs: list[Any]) -> Path:
     fig.savefig(target, dpi=100)
     plt.close(fig)
     return target
+
+
+def plot_lines(
+    path: str | Path,
+    lines: dict[str, list[float]],
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    yscale: str = "linear",
+) -> Path:
+    """One chart, one labelled line per entry of `lines`, written to the PNG `path`."""
+    target = _target(path)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for label, values in lines.items():
+        ax.plot(values, label=label, alpha=0.8)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, yscale=yscale)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(target, dpi=100)
+    plt.close(fig)
+    return target

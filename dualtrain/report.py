@@ -75,29 +75,15 @@ def render(comparison: Comparison, title: str, images: list[str]) -> str:
 
 
 def _plots(comparison: Comparison, out: Path) -> list[str]:
-    from dualtrain.plots import _pyplot
+    from dualtrain.plots import plot_lines
 
-    plt = _pyplot()
     ran = [r for r in comparison.results if r.run is not None]
-    names = []
-    fig, ax = plt.subplots(figsize=(8, 4))
-    ref = ran[0].run.trajectory
-    for g in range(ref.n_groups):
-        for r in ran:
-            ax.plot(r.run.trajectory.lrs(g), label=f"{r.engine} group {g}", alpha=0.8)
-    ax.set(xlabel="step", ylabel="learning rate", title="lr per group")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "lr.png", dpi=100)
-    plt.close(fig)
-    names.append("lr.png")
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for r in ran:
-        ax.plot(r.run.trajectory.losses, label=r.engine, alpha=0.8)
-    ax.set(xlabel="step", ylabel="train loss", title="loss per step", yscale="log")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "loss.png", dpi=100)
-    plt.close(fig)
-    names.append("loss.png")
-    return names
+    lrs = {
+        f"{r.engine} group {g}": r.run.trajectory.lrs(g)
+        for g in range(ran[0].run.trajectory.n_groups)
+        for r in ran
+    }
+    plot_lines(out / "lr.png", lrs, "step", "learning rate", "lr per group")
+    losses = {r.engine: r.run.trajectory.losses for r in ran}
+    plot_lines(out / "loss.png", losses, "step", "train loss", "loss per step", "log")
+    return ["lr.png", "loss.png"]

@@ -178,10 +178,8 @@ def _as(array: np.ndarray, dtype: flow.dtype) -> flow.Tensor:
 
 
 def _input(model, x: np.ndarray) -> flow.Tensor:
-    return flow.tensor(x, dtype=model[0].weight.dtype)
+    return _as(x, model[0].weight.dtype)
 
 
 def _target(model, y: np.ndarray) -> flow.Tensor:
-    if y.dtype.kind in "iu":
-        return flow.tensor(y, dtype=flow.int64)
-    return flow.tensor(y, dtype=model[0].weight.dtype)
+    return _as(y, model[0].weight.dtype)

@@ -158,14 +158,13 @@ def _on(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch
 
 def _input(model, x: np.ndarray) -> torch.Tensor:
     weight = model[0].weight
-    return torch.from_numpy(x).to(device=weight.device, dtype=weight.dtype)
+    return _on(torch.from_numpy(x), weight.device, weight.dtype)
 
 
 def _target(model, y: np.ndarray) -> torch.Tensor:
     weight = model[0].weight
-    if y.dtype.kind in "iu":
-        return torch.from_numpy(y).to(device=weight.device, dtype=torch.long)
-    return torch.from_numpy(y).to(device=weight.device, dtype=weight.dtype)
+    dtype = torch.long if y.dtype.kind in "iu" else weight.dtype
+    return _on(torch.from_numpy(y), weight.device, dtype)
 
 
 def _named_params(optimizer) -> list[tuple[torch.Tensor, str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dualtrain.commands.training import add_training_options, resolve
+from dualtrain.commands.training import add_training_options, names, resolve
 from dualtrain.comparison import compare
 from dualtrain.report import write_report
 
@@ -19,14 +19,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _names(text: str) -> list[str]:
-    return [n.strip() for n in text.split(",") if n.strip()]
-
-
 def run(args: argparse.Namespace) -> int:
     job = resolve(args, extra={"backends": str, "modes": str})
-    backends = _names(job.values.get("backends", "numpy"))
-    modes = _names(job.values.get("modes", "eager"))
+    backends = names(job.values.get("backends", "numpy"))
+    modes = names(job.values.get("modes", "eager"))
     result = compare(
         job.config, job.model, job.train, job.val, backends, modes, weights=job.weights
     )

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from dualtrain.commands.training import add_training_options, resolve
 from dualtrain.errors import ConfigError
-from dualtrain.loop import with_overrides
 from dualtrain.lr_find import RULES, RangeTest, lr_find
 
 
@@ -32,11 +31,7 @@ def run(args: argparse.Namespace) -> int:
     job = resolve(args, extra={"backend": str, "mode": str})
     if job.config.schedule.name:
         raise ConfigError("lr-find sets the lr itself: drop --scheduler")
-    config = with_overrides(
-        job.config,
-        backend=job.values.get("backend", job.config.backend),
-        mode=job.values.get("mode", job.config.mode),
-    )
+    config = job.config
     test = lr_find(
         config, job.model, job.train, job.weights, args.min_lr, args.max_lr, args.steps,
         args.ramp, args.smooth, args.diverge,

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dualtrain.commands.training import add_training_options, resolve
+from dualtrain.commands.training import add_training_options, names, resolve
 from dualtrain.errors import ConfigError
 from dualtrain.sweep import Sweep, parse_lrs, sweep
 
@@ -21,10 +21,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _names(text: str) -> list[str]:
-    return [n.strip() for n in text.split(",") if n.strip()]
-
-
 def run(args: argparse.Namespace) -> int:
     if not args.lrs:
         raise ConfigError("sweep needs --lrs, e.g. --lrs 0.03,0.01,0.005")
@@ -32,8 +28,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give --backend or --backends, not both")
     lrs = parse_lrs(args.lrs)
     job = resolve(args, extra={"backend": str, "backends": str, "modes": str})
-    backends = _names(job.values.get("backends") or job.values.get("backend") or "numpy")
-    modes = _names(job.values.get("modes", "eager"))
+    backends = names(job.values.get("backends") or job.values.get("backend") or "numpy")
+    modes = names(job.values.get("modes", "eager"))
     if not backends or not modes:
         raise ConfigError("sweep needs at least one backend and one mode")
     result = sweep(job.config, job.model, job.train, job.val, lrs, backends, modes, job.weights)
@@ -90,24 +86,18 @@ def _summary(result: Sweep) -> dict:
 
 
 def _plots(result: Sweep, out: Path) -> list[str]:
-    from dualtrain.plots import _pyplot
+    from dualtrain.plots import plot_lines
+
+    def lines(values) -> dict[str, list[float]]:
+        return {f"{r.engine} lr={r.lr:g}": values(r.run.trajectory) for r in result.runs}
 
     try:
-        plt = _pyplot()
-    except ConfigError:
+        plot_lines(out / "sweep-loss.png", lines(lambda t: t.losses), "step", "train loss",
+                   yscale="log")  # fmt: skip
+        if any(len({s["lr"][0] for s in r.run.trajectory.steps}) > 1 for r in result.runs):
+            plot_lines(out / "sweep-lr.png", lines(lambda t: t.lrs(0)), "step", "learning rate",
+                       yscale="log")  # fmt: skip
+            return ["sweep-loss.png", "sweep-lr.png"]
+    except ConfigError:  # no matplotlib: the table still counts
         return []
-    names = []
-    scheduled = any(len({s["lr"][0] for s in r.run.trajectory.steps}) > 1 for r in result.runs)
-    panels = [("loss", "train loss")] + ([("lr", "learning rate")] if scheduled else [])
-    for what, label in panels:
-        fig, ax = plt.subplots(figsize=(8, 4))
-        for r in result.runs:
-            values = r.run.trajectory.losses if what == "loss" else r.run.trajectory.lrs(0)
-            ax.plot(values, label=f"{r.engine} lr={r.lr:g}", alpha=0.8)
-        ax.set(xlabel="step", ylabel=label, yscale="log")
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / f"sweep-{what}.png", dpi=100)
-        plt.close(fig)
-        names.append(f"sweep-{what}.png")
-    return names
+    return ["sweep-loss.png"]

@@ -8,7 +8,7 @@ from pathlib import Path
 from dualtrain import checkpoint as checkpoints
 from dualtrain.commands.training import add_training_options, resolve
 from dualtrain.errors import ConfigError
-from dualtrain.loop import Saving, train_engine, with_overrides
+from dualtrain.loop import Saving, train_engine
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -28,11 +28,7 @@ def run(args: argparse.Namespace) -> int:
     job = resolve(args, extra=extra, base=resume.run if resume else None)
     if resume and not resume.run:
         raise ConfigError(f"checkpoint {args.resume!r} holds no command-line run to resume")
-    config = with_overrides(
-        job.config,
-        backend=job.values.get("backend", job.config.backend),
-        mode=job.values.get("mode", job.config.mode),
-    )
+    config = job.config
     saving = None
     if job.values.get("save_every") is not None:
         folder = str(Path(job.out) / "checkpoints")

@@ -106,6 +106,11 @@ class Training:
     run: dict[str, Any] = field(default_factory=dict)
 
 
+def names(text: str) -> list[str]:
+    """`--backends numpy,torch` as a list, blanks dropped."""
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
 # What may differ between a checkpoint's run and the command that resumes it.
 MAY_CHANGE_ON_RESUME = ("epochs", "out", "backend", "mode", "device", "save_every", "keep")
 
