@@ -215,3 +215,110 @@ def test_any_text_fails_only_with_one_line_expression_error(text: str, value: in
         assert "\n" not in str(exc)
     else:
         assert isinstance(result, float)
+
+
+# --- math. spelled as in Python ----------------------------------------------------------
+
+# Lambdas as a user writes them in Python, with `math.`; the reference is Python itself.
+PYTHON_LAMBDAS = [
+    "0.5 * (1 + math.cos(math.pi * epoch / 30))",
+    "math.exp(-0.1 * epoch) + math.log(epoch + 1) + math.log(epoch + 2, 3)",
+    "math.sqrt(epoch + 1) / math.e + math.sin(epoch) * math.tau",
+    "math.floor(epoch / 3) + math.ceil(epoch / 4) + math.log2(epoch + 1) + math.log10(epoch + 1)",
+    "math.tan(epoch / 50) + math.atan(epoch) + math.asin(epoch / 40) + math.acos(epoch / 40)",
+    "math.sinh(epoch / 9) - math.cosh(epoch / 9) + math.tanh(epoch)",
+    "math.atan2(1, epoch + 1) + math.pow(0.9, epoch) + math.fmod(epoch, 7)",
+    "math.hypot(epoch, 3, 4) + math.copysign(1, epoch - 5) + (epoch < math.inf)",
+    "min(1.0, (epoch + 1) / 5) * 0.5 * (1 + math.cos(math.pi * max(0, epoch - 4) / 26))",
+]
+
+
+@pytest.mark.parametrize("text", PYTHON_LAMBDAS)
+def test_math_prefix_matches_python_lambda_bit_for_bit(text: str) -> None:
+    # Python's own evaluation of the same text is the reference (eval here, in the test only).
+    python = eval(f"lambda epoch: {text}", {"math": math, "__builtins__": {"min": min, "max": max}})
+    expression = Expression(text)
+    for epoch in range(31):
+        assert expression(epoch) == float(python(epoch)), f"epoch {epoch}"
+    # The bare spelling is the same maths: identical floats, not just close ones.
+    bare = Expression(text.replace("math.", ""))
+    assert [bare(epoch) for epoch in range(31)] == [expression(epoch) for epoch in range(31)]
+
+
+def test_a_variable_called_math_is_a_number_not_the_module() -> None:
+    assert Expression("math * 2", variables=("math",))(3) == 6.0
+    with pytest.raises(ExpressionError, match="'math.cos'"):
+        Expression("math.cos(1)", variables=("math",))
+
+
+# (text, a piece of the message naming what is wrong): nothing but math.<allowed name>.
+ATTRIBUTE_REFUSALS = [
+    ("math.system('ls')", "'math.system' is not an allowed math name"),
+    ("math.system", "'math.system' is not an allowed math name"),
+    ("math.__class__", "'math.__class__' is not an allowed math name"),
+    ("math.__loader__.load_module('os')", "'math.__loader__.load_module'"),
+    ("math.__class__.__mro__", "'math.__class__.__mro__'"),
+    ("math.cos.__self__", "'math.cos.__self__'"),
+    ("math.cos.__call__(1)", "'math.cos.__call__'"),
+    ("math.factorial(3)", "'math.factorial' is not an allowed math name"),
+    ("math.min(1, 2)", "'math.min' is not an allowed math name"),
+    ("math.cos", "math.cos is a function: call it"),
+    ("math.pi(1)", "'math.pi'"),
+    ("math", "math alone is not a number"),
+    ("os.x", "the only attributes allowed are math functions and constants"),
+    ("os.system('ls')", "'os.system'"),
+    ("epoch.real", "got 'epoch.real'"),
+    ("math.cos(x).real", "'math.cos(x).real'"),
+    ("(0).__class__", ".__class__'"),
+    ("__import__('math').cos(1)", "__import__"),
+]
+
+
+@pytest.mark.parametrize(("text", "piece"), ATTRIBUTE_REFUSALS)
+def test_attributes_other_than_math_names_are_refused(text: str, piece: str) -> None:
+    with pytest.raises(ExpressionError) as info:
+        Expression(text, where="LambdaLR: lr_lambda")
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f'LambdaLR: lr_lambda: expression "{_show(text)}": ')
+    assert piece in message
+
+
+def _show(text: str) -> str:
+    return repr(text)[1:-1]
+
+
+COSINE = "0.5 * (1 + math.cos(math.pi * epoch / 30))"
+
+
+def _cosine(base: float, epoch: int) -> float:
+    return base * (0.5 * (1 + math.cos(math.pi * epoch / 30)))
+
+
+def test_math_lambda_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import shlex
+
+    from dualtrain.cli import main
+
+    # As a shell passes it: the quotes around the value are gone by the time argv is read.
+    argv = shlex.split(f'schedule LambdaLR --lr 0.1 --steps 6 --arg lr_lambda="{COSINE}"')
+    assert main([*argv, "--format", "json"]) == 0
+    lrs = json.loads(capsys.readouterr().out)["lrs"]
+    assert lrs == [[_cosine(0.1, epoch) for epoch in range(6)]]
+
+    argv = shlex.split('schedule LambdaLR --lr 0.1 --steps 2 --arg lr_lambda="math.system(1)"')
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "'math.system' is not an allowed math name" in err
+
+
+def test_math_lambda_in_a_toml_config(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import json
+
+    from dualtrain.cli import main
+
+    path = tmp_path / "cosine.toml"
+    path.write_text(f'name = "LambdaLR"\nlr = 0.2\nsteps = 4\n[kwargs]\nlr_lambda = "{COSINE}"\n')
+    assert main(["schedule", "--config", str(path), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["lrs"] == [[_cosine(0.2, e) for e in range(4)]]

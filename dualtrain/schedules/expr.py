@@ -2,6 +2,8 @@
 
 The text is parsed with `ast` and walked by the small interpreter below; it is never
 given to eval, exec or compile, so a config or command line can only do arithmetic.
+The math functions and constants are there both bare and as Python spells them,
+`cos(pi * x)` or `math.cos(math.pi * x)`; `math.<name>` is the only attribute allowed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ FUNCTIONS = {
     **{f: (getattr(math, f), 1, 1) for f in (
         "floor ceil sqrt exp log2 log10 sin cos tan asin acos atan sinh cosh tanh".split())},
 }  # fmt: skip
+# What `math.<name>` may name: the math module's members among the bare names.
+MATH_FUNCTIONS = frozenset(n for n, (f, _, _) in FUNCTIONS.items() if getattr(math, n, None) is f)
+MATH_CONSTANTS = frozenset(CONSTANTS)
+MATH_NAMES = ", ".join(f"math.{n}" for n in sorted(MATH_FUNCTIONS | MATH_CONSTANTS))
 BINARY = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
     ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
@@ -45,12 +51,15 @@ SYMBOLS = {
 }  # fmt: skip
 # Plain words for the refused syntax users are most likely to try.
 KINDS = {
-    ast.Attribute: "attributes", ast.Subscript: "subscripts", ast.Lambda: "lambdas",
+    ast.Subscript: "subscripts", ast.Lambda: "lambdas",
     ast.ListComp: "comprehensions", ast.GeneratorExp: "comprehensions",
     ast.NamedExpr: "assignments", ast.JoinedStr: "f-strings",
 }  # fmt: skip
-ALLOWED = "numbers, names, + - * / // % **, comparisons, and/or/not, a if c else b, calls"
+ALLOWED = (
+    "numbers, names, math.<name>, + - * / // % **, comparisons, and/or/not, a if c else b, calls"
+)
 CALLS = "calls are limited to min, max, abs, round and math functions"
+ATTRIBUTES = "the only attributes allowed are math functions and constants (math.cos, math.pi)"
 
 
 class ExpressionError(ConfigError):
@@ -89,6 +98,8 @@ class Expression:
         self._names = dict.fromkeys(self.variables, None) | {
             k: v for k, v in CONSTANTS.items() if k not in self.variables
         }
+        # `math.cos` reads the math module unless the caller named a variable `math`.
+        self._math_module = "math" not in self.variables
         self._tree = self._parse()
         used = [n.id for n in ast.walk(self._tree) if isinstance(n, ast.Name)]
         # Name the variable the text uses in evaluation errors: "at x=0", not "at epoch=0".
@@ -124,13 +135,24 @@ class Expression:
                 piece = _show(repr(node.value), 40)
                 raise self._fail(f"only int and float literals are allowed, got {piece}")
         elif isinstance(node, ast.Name):
+            if node.id == "math" and self._math_module:
+                raise self._fail("math alone is not a number: write math.cos(x) or math.pi")
             if node.id not in self._names:
                 allowed = ", ".join(self._names)
                 raise self._fail(f"unknown name {node.id!r} (allowed: {allowed})")
+        elif isinstance(node, ast.Attribute):
+            if self._math_member(node) not in MATH_CONSTANTS:
+                raise self._fail(self._attribute_refusal(node))
+            return  # math.pi: nothing below it to walk
         elif isinstance(node, ast.Call):
-            name = node.func.id if isinstance(node.func, ast.Name) else None
+            name = self._function_name(node.func)
             if name not in FUNCTIONS:
-                raise self._fail(f"{CALLS}, got {_show(ast.unparse(node.func), 40)!r}")
+                piece = _show(ast.unparse(node.func), 40)
+                if isinstance(node.func, ast.Attribute) and self._math_member(node.func):
+                    raise self._fail(
+                        f"{piece!r} is not an allowed math name (allowed: {MATH_NAMES})"
+                    )
+                raise self._fail(f"{CALLS}, got {piece!r}")
             if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
                 piece = _show(ast.unparse(node), 40)
                 raise self._fail(f"keyword and starred arguments are not allowed, got {piece!r}")
@@ -154,6 +176,27 @@ class Expression:
         for child in children:
             if isinstance(child, ast.expr):  # not the Load, operator and keyword nodes
                 self._check(child, depth + 1)
+
+    def _math_member(self, node: ast.Attribute) -> str | None:
+        """`name` for `math.name`, when `math` is the module (not a variable)."""
+        is_math = isinstance(node.value, ast.Name) and node.value.id == "math"
+        return node.attr if is_math and self._math_module else None
+
+    def _function_name(self, func: ast.expr) -> str | None:
+        """The FUNCTIONS key a call names: `cos` for `cos` and for `math.cos`."""
+        if isinstance(func, ast.Name):
+            return func.id
+        if isinstance(func, ast.Attribute) and self._math_member(func) in MATH_FUNCTIONS:
+            return func.attr
+        return None
+
+    def _attribute_refusal(self, node: ast.Attribute) -> str:
+        member, piece = self._math_member(node), _show(ast.unparse(node), 40)
+        if member in MATH_FUNCTIONS:
+            return f"{piece} is a function: call it, as in {piece}(x)"
+        if member is not None:
+            return f"{piece!r} is not an allowed math name (allowed: {MATH_NAMES})"
+        return f"{ATTRIBUTES}, got {piece!r}"
 
     def __call__(self, value: float) -> float:
         """The expression's value, as a float, with every variable bound to `value`."""
@@ -220,7 +263,9 @@ def _evaluate(node: ast.AST, names: dict[str, float]) -> float | int | bool:
             return True
         case ast.IfExp(test=test, body=body, orelse=orelse):
             return _evaluate(body if _evaluate(test, names) else orelse, names)
-        case ast.Call(func=ast.Name(id=name), args=args):
+        case ast.Attribute(attr=name):  # math.pi: _check let only math constants through
+            return CONSTANTS[name]
+        case ast.Call(func=ast.Name(id=name) | ast.Attribute(attr=name), args=args):
             result = FUNCTIONS[name][0](*(_evaluate(a, names) for a in args))
             return _real(result)
     raise TypeError(f"unchecked node {type(node).__name__}")  # _check lets none through
