@@ -32,6 +32,19 @@ def piecewise(table: list[float]) -> tuple[list[int], list[float]]:
     return boundaries, values
 
 
+def write_table(lr_conf, table: list[float], first_step: int = 0) -> None:
+    """Fill a graph's lr conf so that graph step `first_step + i` applies `table[i]`.
+
+    `lr_conf` is the `learning_rate_decay` conf nn.Graph hands a scheduler;
+    steps before `first_step` get `table[0]`, steps past the table its last lr.
+    """
+    boundaries, values = piecewise(table)
+    lr_conf.piecewise_constant_conf.SetInParent()
+    conf = lr_conf.piecewise_constant_conf
+    conf.boundaries.extend(first_step + boundary for boundary in boundaries)
+    conf.values.extend(values)
+
+
 class LrTables(LRScheduler):
     """A OneFlow scheduler that hands the graph one precomputed lr table a group.
 
@@ -48,12 +61,8 @@ class LrTables(LRScheduler):
         return base_lr
 
     def _generate_conf_for_graph(self, lr_conf) -> None:
-        boundaries, values = piecewise(self.tables[self._served % len(self.tables)])
+        write_table(lr_conf, self.tables[self._served % len(self.tables)])
         self._served += 1
-        lr_conf.piecewise_constant_conf.SetInParent()
-        conf = lr_conf.piecewise_constant_conf
-        conf.boundaries.extend(boundaries)
-        conf.values.extend(values)
 
 
 class TrainGraph(flow.nn.Graph):
