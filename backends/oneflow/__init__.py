@@ -10,5 +10,6 @@ with expected_notices_hidden():
     import oneflow  # noqa: F401  (first import: its CUDA notices are filtered)
 
 from dualtrain_oneflow.backend import OneFlowBackend  # noqa: E402
+from dualtrain_oneflow.graph_scheduler import GraphScheduler, graph_scheduler  # noqa: E402
 
-__all__ = ["OneFlowBackend"]
+__all__ = ["GraphScheduler", "OneFlowBackend", "graph_scheduler"]
