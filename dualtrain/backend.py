@@ -74,6 +74,9 @@ class Backend(ABC):
     #: Run graph engines in a child process, retrying crashes (a framework whose
     #: graph runtime crashes now and then: the run survives it).
     isolate_graph: ClassVar[bool] = False
+    #: With `isolate_graph`: the measured crashes per graph step, from which the
+    #: private recovery checkpoints are spaced (`dualtrain.recovery`).
+    graph_crashes_per_step: ClassVar[float] = 0.0
     #: A graph compiled for one batch shape that cannot take another (the last
     #: short batch of an epoch): the loop refuses such a run before it starts.
     graph_static_shapes: ClassVar[bool] = False

@@ -53,8 +53,14 @@ class Checkpoint:
     run: dict[str, Any] = field(default_factory=dict)
 
 
-def save(folder: str | Path, checkpoint: Checkpoint, keep: int | None = None) -> Path:
-    """Write `checkpoint` atomically into `folder`; keep the `keep` newest. Returns its path."""
+def save(
+    folder: str | Path, checkpoint: Checkpoint, keep: int | None = None, durable: bool = True
+) -> Path:
+    """Write `checkpoint` atomically into `folder`; keep the `keep` newest. Returns its path.
+
+    `durable=False` skips the fsyncs (the write is still atomic): for checkpoints
+    that need to outlive a killed process only, never a crash of the machine.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"{PREFIX}{checkpoint.step:08d}"
@@ -74,13 +80,15 @@ def save(folder: str | Path, checkpoint: Checkpoint, keep: int | None = None) ->
         "run": checkpoint.run,
         "arrays_sha256": hashlib.sha256(arrays).hexdigest(),
     }
-    _write(temporary / "arrays.npz", arrays)
-    _write(temporary / "meta.json", json.dumps(_finite(meta)).encode())
-    _fsync_folder(temporary)
+    _write(temporary / "arrays.npz", arrays, durable)
+    _write(temporary / "meta.json", json.dumps(_finite(meta)).encode(), durable)
+    if durable:
+        _fsync_folder(temporary)
     if final.exists():
         shutil.rmtree(final)
     os.replace(temporary, final)
-    _fsync_folder(folder)
+    if durable:
+        _fsync_folder(folder)
     _prune(folder, keep)
     return final
 
@@ -185,11 +193,12 @@ def _npz_bytes(checkpoint: Checkpoint) -> bytes:
     return buffer.getvalue()
 
 
-def _write(path: Path, data: bytes) -> None:
+def _write(path: Path, data: bytes, durable: bool = True) -> None:
     with open(path, "wb") as f:
         f.write(data)
         f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            os.fsync(f.fileno())
 
 
 def _fsync_folder(path: Path) -> None:

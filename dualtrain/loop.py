@@ -30,6 +30,7 @@ from dualtrain.lr_scheduler import LRScheduler
 from dualtrain.model import BatchNorm1d, ModelSpec, init_weights
 from dualtrain.optim import GroupSpec, OptimizerSpec
 from dualtrain.progress import Progress
+from dualtrain.recovery import RecoverySaving
 from dualtrain.schedules import PlateauState, ReduceLROnPlateau, build_schedule
 from dualtrain.trajectory import Trajectory
 
@@ -128,7 +129,8 @@ class _FitJob:
     def __call__(self, heartbeat: Callable[[dict[str, Any]], None]) -> Run:
         resume, recovery = self.resume, None
         if self.recovery is not None:
-            recovery = Saving(self.recovery, RECOVERY_EVERY, keep=1)
+            rate = self.backend.graph_crashes_per_step
+            recovery = RecoverySaving(self.recovery, crashes_per_step=rate)
             if _newest_step(self.recovery) is not None:
                 resume = load_checkpoint(self.recovery)
         return fit(
@@ -143,10 +145,6 @@ class _FitJob:
             self.saving,
             recovery,
         )
-
-
-#: Steps between the private checkpoints an isolated run recovers from.
-RECOVERY_EVERY = 100
 
 
 def _newest_step(folder: str) -> int | None:
@@ -446,10 +444,20 @@ class Saving:
     #: Written into each checkpoint as `run` (the command line's view of the run).
     run: dict[str, Any] = field(default_factory=dict)
 
+    #: fsync each checkpoint, so it survives a crash of the machine.
+    durable = True
+
     def __post_init__(self) -> None:
         _positive("save_every", self.every)
         if self.keep is not None:
             _positive("keep", self.keep)
+
+    def due(self, step: int, last: bool) -> bool:
+        """Whether a checkpoint is due after `step` (`last`: the run's end)."""
+        return last or step % self.every == 0
+
+    def saved(self, step: int, seconds: float) -> None:
+        """Told what the checkpoint due at `step` cost (`RecoverySaving` uses it)."""
 
 
 @dataclass
@@ -467,9 +475,10 @@ class _Engine:
 
     def save(self, step: int, epoch: int, position: int, epoch_losses: list[float], last: bool):
         """Write a checkpoint to every saving due at `step` (all of them at the end)."""
-        due = [s for s in self.savings if step % s.every == 0 or last]
+        due = [s for s in self.savings if s.due(step, last)]
         if not due:
             return
+        start = time.perf_counter()
         checkpoint = Checkpoint(
             step,
             epoch,
@@ -483,7 +492,9 @@ class _Engine:
         )
         for saving in due:
             checkpoint.run = saving.run
-            save_checkpoint(saving.folder, checkpoint, saving.keep)
+            save_checkpoint(saving.folder, checkpoint, saving.keep, durable=saving.durable)
+        for saving in due:
+            saving.saved(step, time.perf_counter() - start)
 
 
 def _train(config, engine: _Engine, train, val, on_step, resume) -> None:

@@ -13,6 +13,7 @@ import math
 import os
 import re
 import signal
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -238,19 +239,21 @@ class CrashingGraph(NumpyBackend):
 
 
 class CrashingMidRun(NumpyBackend):
-    """Crashes once, at its 150th step, where DUALTRAIN_TEST_CRASH_AT's marker is missing."""
+    """Crashes once, at the first step after a recovery checkpoint exists in the
+    temporary folder DUALTRAIN_TEST_CRASH_AT names."""
 
     name = "crashing-mid-run"
     supports_graph = True
     isolate_graph = True
+    graph_crashes_per_step = 0.05  # a recovery checkpoint every 100 steps or fewer
 
     def compile_step(self, model, optimizer, plan):
-        step, done = self.eager_step(model, optimizer), [plan.first_step]
-        marker = Path(os.environ["DUALTRAIN_TEST_CRASH_AT"])
+        step = self.eager_step(model, optimizer)
+        folder = Path(os.environ["DUALTRAIN_TEST_CRASH_AT"])
+        marker = folder / "marker"
 
         def crashing(x, y):
-            done[0] += 1
-            if done[0] == 150 and not marker.exists():
+            if not marker.exists() and any(folder.glob("dualtrain-recovery-*/step-*")):
                 marker.write_text("crashed")
                 os.kill(os.getpid(), signal.SIGSEGV)
             return step(x, y)
@@ -259,7 +262,8 @@ class CrashingMidRun(NumpyBackend):
 
 
 def test_a_crash_mid_run_goes_on_from_the_last_recovery_checkpoint(tmp_path, monkeypatch):
-    monkeypatch.setenv("DUALTRAIN_TEST_CRASH_AT", str(tmp_path / "marker"))
+    monkeypatch.setenv("DUALTRAIN_TEST_CRASH_AT", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the run keeps them
     register_backend(CrashingMidRun)
     try:
         problem = get_problem("linear")  # one step an epoch
@@ -271,11 +275,12 @@ def test_a_crash_mid_run_goes_on_from_the_last_recovery_checkpoint(tmp_path, mon
     finally:
         unregister_backend("crashing-mid-run")
     [note] = run.notes
-    assert re.fullmatch(
+    found = re.fullmatch(
         r"crashing-mid-run/graph: attempt 1 crashed \(killed by SIGSEGV\) after ~\d+ steps, "
-        r"[\d.]+ s in, retrying from step 100",
+        r"[\d.]+ s in, retrying from step (\d+)",
         note,
     )
+    assert found and int(found.group(1)) > 0, note
     plain = with_overrides(config, backend="numpy", mode="eager")
     reference = train_engine(plain, problem.model, problem.data, None, problem.weights)
     assert run.trajectory.losses == reference.trajectory.losses  # as if it never crashed
