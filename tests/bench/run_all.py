@@ -12,8 +12,11 @@
   lr table grows (every step a new lr: 100 to 10000 entries).
 - schedules: the engine's per-step cost against torch's `scheduler.step()`.
 
-OneFlow graphs run in child processes here too (OneFlow 0.9.0's nn.Graph
-crashes now and then on CPU); a crash is retried and reported.
+OneFlow graphs run through `train_engine` here, as `fit` runs them: in a
+watched child process (OneFlow 0.9.0's nn.Graph crashes now and then on CPU),
+a crashed attempt going on from its newest recovery checkpoint, every retry
+reported. Graph and float32-eager step times are the median of the step
+calls after the first (the first compiles the graph).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import warnings
 
 from dualtrain.backend import get_backend
 from dualtrain.data import batch_indices
-from dualtrain.loop import RunConfig, ScheduleConfig, fit
+from dualtrain.loop import RunConfig, ScheduleConfig, fit, train_engine
 from dualtrain.problems import get_problem
 from dualtrain_numpy.model import loss_and_grad
 
@@ -181,15 +184,18 @@ def oneflow_hand_written_loop(problem, config) -> float:
     return per_step(ends)
 
 
-def _graph_step_time(problem, config, heartbeat=None) -> float:
-    return dualtrain_loop(problem, config)
+def graph_step_time(problem, config) -> tuple[float, list[str]]:
+    """(median seconds of a graph step after the first, the retries' notes), through
+    `train_engine`: in a watched child, a crashed attempt going on from its newest
+    recovery checkpoint as `fit` does."""
+    run = train_engine(config, problem.model, problem.data)
+    return statistics.median(s["time"] for s in run.trajectory.steps[1:]), run.notes
 
 
 def bench_oneflow_loop(repeats: int) -> None:
     from dataclasses import replace
-    from functools import partial
 
-    from dualtrain.isolation import EngineCrashed, run_in_child
+    from dualtrain.isolation import EngineCrashed
 
     problem = get_problem("regression")
     config = RunConfig(
@@ -206,10 +212,14 @@ def bench_oneflow_loop(repeats: int) -> None:
         plain.append(oneflow_hand_written_loop(problem, config))
     a, b = statistics.median(ours), statistics.median(plain)
     eager32 = statistics.median(
-        dualtrain_loop(problem, replace(config, dtype="float32")) for _ in range(repeats)
+        statistics.median(s["time"] for s in run.trajectory.steps[1:])
+        for run in (
+            train_engine(replace(config, dtype="float32"), problem.model, problem.data)
+            for _ in range(repeats)
+        )
     )
     graph = replace(config, mode="graph", dtype="float32")
-    c, notes = run_in_child(partial(_graph_step_time, problem, graph), "oneflow/graph")
+    c, notes = graph_step_time(problem, graph)
     print(
         f"oneflow eager step, regression MLP: dualtrain {a * 1e6:.1f} us, hand-written "
         f"{b * 1e6:.1f} us, ratio {a / b:.3f} (goal <= 1.03; median of {repeats})"
@@ -218,15 +228,18 @@ def bench_oneflow_loop(repeats: int) -> None:
         f"oneflow nn.Graph step (float32): {c * 1e6:.1f} us, graph / eager float32 "
         f"{c / eager32:.3f}" + "".join(f"; {n}" for n in notes)
     )
-    for steps in (96, 992, 4000):
+    per_epoch = len(problem.data) // problem.batch_size
+    for steps in (100, 1000, 4000):
         step_config = replace(
             graph,
-            epochs=steps // 16,
+            epochs=steps // per_epoch,
             schedule=ScheduleConfig("CosineAnnealingLR", "torch", {"T_max": steps}, "step"),
         )
-        label = f"oneflow nn.Graph step with an lr table of {steps // 16 * 16} entries"
+        label = (
+            f"oneflow nn.Graph step with an lr table of {steps // per_epoch * per_epoch} entries"
+        )
         try:
-            t, notes = run_in_child(partial(_graph_step_time, problem, step_config), label)
+            t, notes = graph_step_time(problem, step_config)
         except EngineCrashed as exc:  # measured, not hidden: OneFlow 0.9.0 crashes on CPU
             print(f"{label}: {exc}")
             continue
@@ -268,7 +281,7 @@ def bench_schedules(repeats: int) -> None:
         )
 
 
-def main() -> None:  # the guard below matters: graph runs spawn children
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
