@@ -23,9 +23,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from dualtrain.errors import ConfigError
+from dualtrain.data import Dataset
+from dualtrain.errors import CapabilityError, ConfigError
 from dualtrain.model import ModelSpec
 from dualtrain.optim import OptimizerSpec
+from dualtrain.usermodel import UserModule
 
 ENTRY_POINT_GROUP = "dualtrain.backends"
 
@@ -81,10 +83,16 @@ class Backend(ABC):
     #: short batch of an epoch): the loop refuses such a run before it starts.
     graph_static_shapes: ClassVar[bool] = False
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
+    #: Whether `build` takes a user's own module (`UserModule`) besides the spec.
+    supports_user_modules: ClassVar[bool] = False
+    #: Why not, shown when an engine is skipped or refused.
+    user_modules_reason: ClassVar[str] = (
+        "this backend builds dualtrain's declarative models only, not a user's own module"
+    )
 
     @abstractmethod
-    def build(self, spec: ModelSpec, dtype: str, device: str) -> Any:
-        """A model for `spec`, in train mode, with its parameters in `dtype` on `device`."""
+    def build(self, spec: ModelSpec | UserModule, dtype: str, device: str) -> Any:
+        """A model for `spec` (or a user's module), in train mode, in `dtype` on `device`."""
 
     @abstractmethod
     def load_state(self, model: Any, arrays: dict[str, np.ndarray]) -> None:
@@ -139,6 +147,22 @@ class Backend(ABC):
 
     def load_optimizer_state(self, optimizer: Any, state: dict[str, np.ndarray]) -> None:
         """Set the optimizer state read by `optimizer_state`."""
+        return None
+
+    def describe_module(self, model: UserModule, data: Dataset, seed: int) -> UserModule:
+        """`model` with its `Described` filled in: built once under `seed`, one dry
+        forward on `data`; only the reference backend of a port needs this."""
+        raise CapabilityError(f"backend {self.name!r}: {self.user_modules_reason}")
+
+    def preflight(self, model: UserModule) -> list[Any]:
+        """What this framework lacks or does differently for `model`'s source, before
+        any training: findings with file, line, name, kind ("missing" or
+        "difference") and message. None by default."""
+        return []
+
+    def start_at(self, model: Any, step: int) -> None:
+        """The run's first step (0, or a checkpoint's), for what a model draws per
+        step (shared dropout masks); optional."""
         return None
 
     def running(self) -> contextlib.AbstractContextManager:

@@ -24,7 +24,7 @@ from dualtrain.backend import get_backend
 from dualtrain.data import Dataset
 from dualtrain.errors import CapabilityError, ConfigError
 from dualtrain.loop import Run, RunConfig, train_engine, with_overrides
-from dualtrain.model import ModelSpec, init_weights
+from dualtrain.model import ModelSpec
 
 #: Per-step losses and final parameters must agree this closely with the reference.
 RTOL, ATOL = 1e-4, 1e-6
@@ -91,7 +91,7 @@ def compare(
     """
     if not backends or not modes:
         raise ConfigError("compare needs at least one backend and one mode")
-    start = init_weights(model, config.seed)
+    start = model.initial_weights(config.seed)
     start.update({k: np.asarray(v) for k, v in (weights or {}).items()})
     results = []
     for backend, mode, skip in engines(backends, modes):

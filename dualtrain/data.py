@@ -17,14 +17,20 @@ from dualtrain.errors import ConfigError
 
 @dataclass(frozen=True)
 class Dataset:
-    """Inputs `x` (n, features) and targets `y`: (n, outputs) floats or (n,) class ids."""
+    """Inputs `x` (n, ...) and targets `y`: (n, outputs) floats or (n,) class ids.
+
+    A declarative model takes x of shape (n, features); a user's own module any
+    shape, in float or int (token ids), and targets such as (n, seq) class ids.
+    """
 
     x: np.ndarray
     y: np.ndarray
 
     def __post_init__(self) -> None:
-        if self.x.ndim != 2:
-            raise ConfigError(f"data x must be 2-D (samples, features), got shape {self.x.shape}")
+        if self.x.ndim < 2:
+            raise ConfigError(
+                f"data x must be at least 2-D (samples, features...), got shape {self.x.shape}"
+            )
         if len(self.x) != len(self.y):
             raise ConfigError(
                 f"data x and y must have as many rows, got {len(self.x)} and {len(self.y)}"
@@ -102,7 +108,7 @@ def _load_npz(path: Path) -> Dataset:
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"data {str(path)!r}: not a readable .npz ({exc})") from None
-    return Dataset(np.asarray(x, dtype=np.float64), targets(np.asarray(y)))
+    return Dataset(inputs(np.asarray(x)), targets(np.asarray(y)))
 
 
 def _load_csv(path: Path, target: str | None) -> Dataset:
@@ -129,6 +135,13 @@ def _load_csv(path: Path, target: str | None) -> Dataset:
             )
     x = np.stack([table[n] for n in features], axis=1)
     return Dataset(x, targets(table[target]))
+
+
+def inputs(x: np.ndarray) -> np.ndarray:
+    """Integer inputs (token ids) as int64, everything else as float64."""
+    if x.dtype.kind in "iu":
+        return x.astype(np.int64)
+    return x.astype(np.float64)
 
 
 def targets(y: np.ndarray) -> np.ndarray:

@@ -27,12 +27,13 @@ from dualtrain.data import Dataset, batch_indices
 from dualtrain.errors import CapabilityError, ConfigError
 from dualtrain.isolation import run_in_child
 from dualtrain.lr_scheduler import LRScheduler
-from dualtrain.model import BatchNorm1d, ModelSpec, init_weights
+from dualtrain.model import ModelSpec
 from dualtrain.optim import GroupSpec, OptimizerSpec
 from dualtrain.progress import Progress
 from dualtrain.recovery import RecoverySaving
 from dualtrain.schedules import PlateauState, ReduceLROnPlateau, build_schedule
 from dualtrain.trajectory import Trajectory
+from dualtrain.usermodel import UserModule
 
 MODES = ("eager", "graph")
 INTERVALS = ("epoch", "step")
@@ -116,7 +117,7 @@ class _FitJob:
     """`fit` as a picklable job for a child process."""
 
     config: RunConfig
-    model: ModelSpec
+    model: ModelSpec | UserModule
     train: Dataset
     val: Dataset | None
     weights: dict[str, np.ndarray] | None
@@ -155,7 +156,7 @@ def _newest_step(folder: str) -> int | None:
 
 def train_engine(
     config: RunConfig,
-    model: ModelSpec,
+    model: ModelSpec | UserModule,
     train: Dataset,
     val: Dataset | None = None,
     weights: dict[str, np.ndarray] | None = None,
@@ -263,7 +264,7 @@ class _StandInGroups:
 
 def fit(
     config: RunConfig,
-    model: ModelSpec,
+    model: ModelSpec | UserModule,
     train: Dataset,
     val: Dataset | None = None,
     weights: dict[str, np.ndarray] | None = None,
@@ -296,6 +297,7 @@ def fit(
         324.0
     """
     backend = backend or get_backend(config.backend)
+    train, val = model.prepare(train), (val if val is None else model.prepare(val))
     _refuse_what_cannot_run(config, model, train, val, backend)
     start = resume.model if resume else weights
     net, optimizer = model_and_optimizer(backend, config, model, start, exact=resume is not None)
@@ -306,6 +308,7 @@ def fit(
     scheduler = Scheduler(config.schedule, [g["lr"] for g in groups])
     if resume and resume.schedule is not None:
         scheduler.restore(resume.schedule)
+    backend.start_at(net, resume.step if resume else 0)
     if config.mode == "graph":
         plan = scheduler.plan(_steps(config, train), config.schedule.interval == "step")
         plan = replace(plan, first_step=resume.step if resume else 0)
@@ -348,41 +351,20 @@ def graph_step(config, backend, net, optimizer, train, plan: LrPlan):
     return backend.compile_step(net, optimizer, plan)
 
 
-def check_fits(model: ModelSpec, data: Dataset) -> None:
-    """Refuse data whose shape the model cannot take, in one line."""
-    shapes = list(model.param_shapes().values())
-    first = next((layer for layer in model.layers if hasattr(layer, "in_features")), None)
-    if first is not None and data.x.shape[1] != first.in_features:
-        raise ConfigError(
-            f"data has {data.x.shape[1]} features, the model's first Linear expects "
-            f"{first.in_features}"
-        )
-    outputs = next((s[0] for s in reversed(shapes) if len(s) == 2), None)
-    if model.loss == "cross_entropy":
-        if data.y.dtype.kind != "i" or data.y.ndim != 1:
-            raise ConfigError(
-                f"cross-entropy needs integer class ids of shape (samples,), got "
-                f"{data.y.dtype} {data.y.shape}"
-            )
-        if outputs is not None and (data.y.min() < 0 or data.y.max() >= outputs):
-            raise ConfigError(
-                f"class ids must be in [0, {outputs}) for a model with {outputs} outputs, "
-                f"got {int(data.y.min())}..{int(data.y.max())}"
-            )
-    elif data.y.dtype.kind != "f" or (outputs is not None and data.y.shape[1] != outputs):
-        raise ConfigError(
-            f"{model.loss} needs float targets of shape (samples, {outputs}), got "
-            f"{data.y.dtype} {data.y.shape}"
-        )
+def check_fits(model: ModelSpec | UserModule, data: Dataset) -> None:
+    """Refuse data whose shape the model cannot take, in one line (the model says)."""
+    model.check_data(data)
 
 
 def _refuse_what_cannot_run(config, model, train, val, backend) -> None:
     """One-line errors, before anything is built, for runs that cannot work."""
+    if isinstance(model, UserModule) and not backend.supports_user_modules:
+        raise CapabilityError(f"backend {backend.name!r}: {backend.user_modules_reason}")
     for data in (train, val):
         if data is not None:
             check_fits(model, data)
     if (
-        any(isinstance(layer, BatchNorm1d) for layer in model.layers)
+        model.refuses_batch_of_one()
         and len(train) % config.batch_size == 1
         and not config.drop_last
     ):
@@ -415,10 +397,12 @@ def _uses_plateau(config: RunConfig) -> bool:
     return config.schedule.name == ReduceLROnPlateau.name
 
 
-def _complete(model: ModelSpec, weights, seed: int, exact: bool = False) -> dict[str, np.ndarray]:
+def _complete(
+    model: ModelSpec | UserModule, weights, seed: int, exact: bool = False
+) -> dict[str, np.ndarray]:
     """The user's weights, with anything they left out drawn from the seed (unless
     `exact`: a checkpoint must hold every one)."""
-    full = init_weights(model, seed)
+    full = model.initial_weights(seed)
     missing = sorted(full.keys() - (weights or {}).keys())
     if exact and missing:
         raise ConfigError(f"checkpoint: no array for {', '.join(missing)} of this model")

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from dualtrain.data import Dataset
 from dualtrain.errors import ConfigError
 
 
@@ -103,6 +104,53 @@ class ModelSpec:
             if isinstance(layer, BatchNorm1d)
             for name, shape in layer.buffer_shapes().items()
         }
+
+    # What the loop asks any model description (a user's module answers too).
+    def initial_weights(self, seed: int) -> dict[str, np.ndarray]:
+        """PyTorch's default init from `seed` (see `init_weights`)."""
+        return init_weights(self, seed)
+
+    def refuses_batch_of_one(self) -> bool:
+        """BatchNorm1d cannot train on a batch of one row (torch refuses it)."""
+        return any(isinstance(layer, BatchNorm1d) for layer in self.layers)
+
+    def prepare(self, data: Dataset) -> Dataset:
+        """`data` as the spec takes it: integer features become float64."""
+        if data.x.dtype.kind == "f":
+            return data
+        return Dataset(data.x.astype(np.float64), data.y)
+
+    def check_data(self, data: Dataset) -> None:
+        """Refuse data whose shape the model cannot take, in one line."""
+        if data.x.ndim != 2:
+            raise ConfigError(
+                f"data x must be 2-D (samples, features) for a declarative model, got shape "
+                f"{data.x.shape}"
+            )
+        shapes = list(self.param_shapes().values())
+        first = next((layer for layer in self.layers if hasattr(layer, "in_features")), None)
+        if first is not None and data.x.shape[1] != first.in_features:
+            raise ConfigError(
+                f"data has {data.x.shape[1]} features, the model's first Linear expects "
+                f"{first.in_features}"
+            )
+        outputs = next((s[0] for s in reversed(shapes) if len(s) == 2), None)
+        if self.loss == "cross_entropy":
+            if data.y.dtype.kind != "i" or data.y.ndim != 1:
+                raise ConfigError(
+                    f"cross-entropy needs integer class ids of shape (samples,), got "
+                    f"{data.y.dtype} {data.y.shape}"
+                )
+            if outputs is not None and (data.y.min() < 0 or data.y.max() >= outputs):
+                raise ConfigError(
+                    f"class ids must be in [0, {outputs}) for a model with {outputs} outputs, "
+                    f"got {int(data.y.min())}..{int(data.y.max())}"
+                )
+        elif data.y.dtype.kind != "f" or (outputs is not None and data.y.shape[1] != outputs):
+            raise ConfigError(
+                f"{self.loss} needs float targets of shape (samples, {outputs}), got "
+                f"{data.y.dtype} {data.y.shape}"
+            )
 
 
 def mlp(sizes: list[int], activation: str = "tanh", batchnorm: bool = False, loss="mse"):

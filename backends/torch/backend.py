@@ -8,11 +8,13 @@ import numpy as np
 import torch
 
 from dualtrain.backend import Backend, LrPlan, StepFn
+from dualtrain.data import Dataset
 from dualtrain.errors import ConfigError
 from dualtrain.model import ModelSpec
 from dualtrain.optim import OptimizerSpec
+from dualtrain.usermodel import UserModule
 from dualtrain_torch import model as models
-from dualtrain_torch import optim
+from dualtrain_torch import optim, usermodule
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -21,19 +23,35 @@ class TorchBackend(Backend):
     name = "torch"
     supports_graph = True
     devices = ("cpu", "cuda")
+    supports_user_modules = True
 
-    def build(self, spec: ModelSpec, dtype: str, device: str) -> torch.nn.Sequential:
+    def build(self, spec: ModelSpec | UserModule, dtype: str, device: str) -> torch.nn.Module:
         if device == "cuda" and not torch.cuda.is_available():
             raise ConfigError("device 'cuda' asked for, but torch sees no CUDA device")
         if device not in self.devices:
             raise ConfigError(f"device must be one of {', '.join(self.devices)}, got {device!r}")
-        model = models.build(spec, DTYPES[dtype], torch.device(device))
-        model.dualtrain_loss = spec.loss  # what the step functions need, kept with the model
+        if isinstance(spec, UserModule):
+            model = usermodule.build(spec, DTYPES[dtype], torch.device(device))
+        else:
+            model = models.build(spec, DTYPES[dtype], torch.device(device))
+            model.dualtrain_loss = spec.loss  # what the step functions need, kept with the model
+            model.dualtrain_dropout = None
+        # Read once here: the step converts every batch to these.
+        model.dualtrain_dtype, model.dualtrain_device = DTYPES[dtype], torch.device(device)
         return model
 
+    def describe_module(self, model: UserModule, data: Dataset, seed: int) -> UserModule:
+        return usermodule.describe(model, data, seed)
+
+    def start_at(self, model, step: int) -> None:
+        if model.dualtrain_dropout is not None:
+            model.dualtrain_dropout.next_step = step
+
     def load_state(self, model, arrays: dict[str, np.ndarray]) -> None:
+        state = model.state_dict()
+        _check_names(state, arrays)
         with torch.no_grad():
-            for name, target in model.state_dict().items():
+            for name, target in state.items():
                 target.copy_(torch.from_numpy(np.asarray(arrays[name])))
 
     def read_state(self, model) -> dict[str, np.ndarray]:
@@ -68,19 +86,12 @@ class TorchBackend(Backend):
             model.train()
 
     def eager_step(self, model, optimizer) -> StepFn:
-        kind = model.dualtrain_loss
-        weight = model[0].weight
-        device, dtype = weight.device, weight.dtype
-        target_dtype = torch.long if kind == "cross_entropy" else dtype
+        train_step, dropout = _train_step(model, optimizer), model.dualtrain_dropout
 
         def step(x: np.ndarray, y: np.ndarray) -> float:
-            optimizer.zero_grad()
-            inputs = _on(torch.from_numpy(x), device, dtype)
-            targets = _on(torch.from_numpy(y), device, target_dtype)
-            loss = models.loss_fn(kind, model(inputs), targets)
-            loss.backward()
-            optimizer.step()
-            return loss.item()
+            if dropout is not None:
+                dropout.begin()
+            return train_step(_input(model, x), _target(model, y), None).item()
 
         return step
 
@@ -95,27 +106,30 @@ class TorchBackend(Backend):
         """
         optim.use_tensor_hyperparams(optimizer)
         _quiet_compile_notices()
-        kind = model.dualtrain_loss
-
-        def train_step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            optimizer.zero_grad()
-            loss = models.loss_fn(kind, model(x), y)
-            loss.backward()
-            optimizer.step()
-            return loss.detach()
-
+        train_step = _train_step(model, optimizer)
         compiled = torch.compile(train_step)
+        dropout = model.dualtrain_dropout
         # A resumed run has its optimizer state already: no eager step then, so
         # the resumed run compiles exactly what the uninterrupted one ran.
         warm = [bool(optimizer.state)]
         optim.upcast_step_counters(optimizer)
 
         def step(x: np.ndarray, y: np.ndarray) -> float:
-            if warm[0]:
-                return compiled(_input(model, x), _target(model, y)).item()
-            loss = train_step(_input(model, x), _target(model, y)).item()
-            optim.upcast_step_counters(optimizer)
-            warm[0] = True
+            inputs, targets = _input(model, x), _target(model, y)
+            masks = None
+            if dropout is not None:
+                dropout.begin()
+                masks = dropout.inputs_for(x.shape, inputs.dtype, inputs.device)
+            if warm[0] and (dropout is None or masks is not None):
+                return compiled(inputs, targets, masks).item()
+            # Eager: the first step, and the first step of each batch shape, whose
+            # hooks show the dropout calls the compiled steps then get masks for.
+            loss = train_step(inputs, targets, None).item()
+            if dropout is not None:
+                dropout.remember(x.shape)
+            if not warm[0]:
+                optim.upcast_step_counters(optimizer)
+                warm[0] = True
             return loss
 
         return step
@@ -156,15 +170,50 @@ def _on(tensor: torch.Tensor, device: torch.device, dtype: torch.dtype) -> torch
     return tensor.to(device=device, dtype=dtype)
 
 
+def _train_step(model, optimizer):
+    """The training step, written once: eager calls it, `torch.compile` wraps it.
+
+    `masks`: the shared dropout masks of this step as tensor inputs (a compiled
+    step), or None (the hooks draw them eagerly).
+    """
+    kind, dropout = model.dualtrain_loss, model.dualtrain_dropout
+
+    def train_step(x: torch.Tensor, y: torch.Tensor, masks) -> torch.Tensor:
+        if dropout is not None:
+            dropout.feed(masks)
+        optimizer.zero_grad()
+        loss = models.loss_fn(kind, model(x), y)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return train_step
+
+
+def _check_names(state: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Every state-dict name has an array of its shape, and no array is left over."""
+    for name, target in state.items():
+        if name not in arrays:
+            raise ConfigError(f"initial weights: no array for {name!r} of the torch model")
+        if tuple(np.shape(arrays[name])) != tuple(target.shape):
+            raise ConfigError(
+                f"initial weights: {name} has shape {tuple(np.shape(arrays[name]))}, the torch "
+                f"model's is {tuple(target.shape)}"
+            )
+    extra = sorted(set(arrays) - set(state))
+    if extra:
+        raise ConfigError(f"initial weights: the torch model has no {extra[0]!r}")
+
+
 def _input(model, x: np.ndarray) -> torch.Tensor:
-    weight = model[0].weight
-    return _on(torch.from_numpy(x), weight.device, weight.dtype)
+    """A batch as the model takes it: token ids as int64, features in its dtype."""
+    dtype = torch.long if x.dtype.kind in "iu" else model.dualtrain_dtype
+    return _on(torch.from_numpy(x), model.dualtrain_device, dtype)
 
 
 def _target(model, y: np.ndarray) -> torch.Tensor:
-    weight = model[0].weight
-    dtype = torch.long if y.dtype.kind in "iu" else weight.dtype
-    return _on(torch.from_numpy(y), weight.device, dtype)
+    dtype = torch.long if y.dtype.kind in "iu" else model.dualtrain_dtype
+    return _on(torch.from_numpy(y), model.dualtrain_device, dtype)
 
 
 def _named_params(optimizer) -> list[tuple[torch.Tensor, str]]:

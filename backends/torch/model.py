@@ -32,11 +32,12 @@ def build(spec: ModelSpec, dtype: torch.dtype, device: torch.device) -> nn.Seque
 def loss_fn(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The spec's loss: mean or summed squares, or cross-entropy on class ids."""
     if kind == "cross_entropy":
-        return functional.cross_entropy(out, y)
+        # (batch, seq, classes) against (batch, seq): every position one sample.
+        return functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
     return functional.mse_loss(out, y, reduction="sum" if kind == "sse" else "mean")
 
 
 def accuracy(kind: str, out: torch.Tensor, y: torch.Tensor) -> float | None:
     if kind != "cross_entropy":
         return None
-    return float((out.argmax(dim=1) == y).double().mean())
+    return float((out.argmax(dim=-1) == y).double().mean())
