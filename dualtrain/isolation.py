@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import os
 import pickle
 import shutil
@@ -119,6 +120,7 @@ def run_in_child(
     progress: Callable[[], Any] | None = None,
     hang: HangRule | None = None,
     env: dict[str, str] | None = None,
+    cpus: int | None = None,
 ):
     """`job(heartbeat)` in a child process; returns (its result, notes on retried crashes).
 
@@ -133,12 +135,14 @@ def run_in_child(
             `retries`, as the next attempt goes on from there.
         hang: when a stalled child is killed; default `HangRule()`.
         env: variables set for the child on top of this process's.
+        cpus: pin the child to this many of the CPUs this process may use
+            (before it imports anything of the job); None leaves it free.
 
     Example:
         >>> from dualtrain.isolation import run_in_child
         >>> result, notes = run_in_child(my_job, "oneflow/graph")  # doctest: +SKIP
     """
-    payload = _pickled(job, label)
+    payload = _pickled(job, label, cpus)
     notes: list[str] = []
     strikes, mark = 0, progress() if progress else None
     for attempt in range(1, MAX_ATTEMPTS + 1):
@@ -167,15 +171,30 @@ class _Crash:
         return f" after ~{self.steps} steps, {self.seconds:.1f} s in"
 
 
-def _pickled(job: Any, label: str) -> bytes:
-    """The job file's contents: the parent's sys.path, then the job."""
+def _pickled(job: Any, label: str, cpus: int | None) -> bytes:
+    """The job file's contents: the parent's sys.path, the CPUs to pin to, the job."""
     buffer = io.BytesIO()
     pickle.dump(list(sys.path), buffer)
+    pickle.dump(_cpus_for_child(cpus), buffer)
     try:
         _NoMainPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(job)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{label}: the child process's job does not pickle: {exc}") from None
     return buffer.getvalue()
+
+
+def _cpus_for_child(count: int | None) -> set[int] | None:
+    """`count` of the CPUs this process may use, a different set for each child
+    (by its parent's pid and a counter), so that children running side by side
+    spread out; None for no pinning."""
+    if not count or not hasattr(os, "sched_getaffinity"):
+        return None
+    allowed = sorted(os.sched_getaffinity(0))
+    first = (os.getpid() + next(_children)) % len(allowed)
+    return {allowed[(first + i) % len(allowed)] for i in range(min(count, len(allowed)))}
+
+
+_children = itertools.count()
 
 
 class _NoMainPickler(pickle.Pickler):
@@ -276,6 +295,7 @@ def child_main(folder: str) -> None:
     base = Path(folder)
     with open(base / JOB, "rb") as file:
         sys.path[:] = pickle.load(file)
+        _pin(pickle.load(file))
         try:
             job = pickle.load(file)
             result = ("ok", _run(job, base), "")
@@ -289,6 +309,15 @@ def child_main(folder: str) -> None:
     # Skip interpreter teardown: OneFlow 0.9.0 sometimes hangs there, after the
     # result is safely written.
     os._exit(0)
+
+
+def _pin(cpus: set[int] | None) -> None:
+    """Every thread of this process, and those it starts later, onto `cpus`."""
+    if not cpus:
+        return
+    for thread in os.listdir("/proc/self/task"):  # numpy's BLAS may have started some
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(thread), cpus)
 
 
 def _run(job: Any, base: Path) -> Any:

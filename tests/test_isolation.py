@@ -66,8 +66,8 @@ def reference_losses() -> list[float]:
     return namespace["run"].trajectory.losses
 
 
-def run_caller(kind: str, tmp_path: Path) -> tuple[str, dict]:
-    """Run the example as `kind` of caller; (its stdout, what it reported)."""
+def run_caller(kind: str, tmp_path: Path) -> tuple[str, str, dict]:
+    """Run the example as `kind` of caller; (its stdout, its stderr, what it reported)."""
     code = DATA + readme_example() + REPORT
     script = tmp_path / "user_script.py"
     script.write_text(code)
@@ -84,16 +84,18 @@ def run_caller(kind: str, tmp_path: Path) -> tuple[str, dict]:
         command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout, json.loads(out.read_text())
+    return done.stdout, done.stderr, json.loads(out.read_text())
 
 
 @pytest.mark.parametrize("kind", ["script", "one-liner", "notebook"])
 def test_the_oneflow_graph_runs_from_any_caller_once(kind, tmp_path):
     pytest.importorskip("dualtrain_oneflow")
-    stdout, report = run_caller(kind, tmp_path)
+    stdout, stderr, report = run_caller(kind, tmp_path)
     # The child never ran the user's code: its lines are there exactly once.
     assert stdout.count("user code ran") == 1
     assert stdout.count("final loss") == 1
+    # OneFlow's expected CUDA notices on a CPU stay filtered in the child too.
+    assert "CUDA driver version is insufficient" not in stderr
     losses = np.array(report["losses"])
     want = np.array(reference_losses())
     assert len(losses) == 40  # 20 epochs of 2 batches
@@ -268,3 +270,26 @@ def test_the_child_prints_nothing_of_its_own(tmp_path, capfd):
     run_in_child(_Job(_steps_then, str(tmp_path / "m"), 1, "finish"), "probe")
     out, err = capfd.readouterr()
     assert (out, err) == ("", "")
+
+
+def _affinities(heartbeat):
+    import threading
+
+    release = threading.Event()
+    later = threading.Thread(target=release.wait)  # a thread started after the pinning
+    later.start()
+    found = [os.sched_getaffinity(int(t)) for t in os.listdir("/proc/self/task")]
+    release.set()
+    later.join()
+    return found
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity here")
+def test_a_child_pinned_to_one_cpu_has_every_thread_there():
+    allowed = os.sched_getaffinity(0)
+    result, _ = run_in_child(_Job(_affinities), "probe", cpus=1)
+    assert len(result) >= 2  # numpy's or our threads besides the main one
+    assert all(a == result[0] for a in result) and len(result[0]) == 1
+    assert result[0] <= allowed
+    free, _ = run_in_child(_Job(_affinities), "probe")
+    assert free[0] == allowed
