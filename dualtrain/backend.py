@@ -79,6 +79,8 @@ class Backend(ABC):
     #: With `isolate_graph`: the measured crashes per graph step, from which the
     #: private recovery checkpoints are spaced (`dualtrain.recovery`).
     graph_crashes_per_step: ClassVar[float] = 0.0
+    #: With `isolate_graph`: pin the child to this many CPUs (None: leave it free).
+    graph_child_cpus: ClassVar[int | None] = None
     #: A graph compiled for one batch shape that cannot take another (the last
     #: short batch of an epoch): the loop refuses such a run before it starts.
     graph_static_shapes: ClassVar[bool] = False

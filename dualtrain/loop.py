@@ -175,7 +175,12 @@ def train_engine(
         return fit(config, model, train, val, weights, backend, on_step, resume, saving)
     with tempfile.TemporaryDirectory(prefix="dualtrain-recovery-") as recovery:
         job = _FitJob(config, model, train, val, weights, type(backend), resume, saving, recovery)
-        run, notes = run_in_child(job, config.engine, progress=lambda: _newest_step(recovery))
+        run, notes = run_in_child(
+            job,
+            config.engine,
+            progress=lambda: _newest_step(recovery),
+            cpus=backend.graph_child_cpus,
+        )
     run.notes = notes
     run.trajectory.meta["retries"] = notes
     return run

@@ -88,7 +88,7 @@ def lr_find(
             _in_child, config, model, train, weights, min_lr, max_lr, steps, shape, smooth,
             diverge,
         )  # fmt: skip
-        test, _ = run_in_child(job, f"{config.engine} lr-find")
+        test, _ = run_in_child(job, f"{config.engine} lr-find", cpus=backend.graph_child_cpus)
         return test
     if not 0 <= smooth < 1:
         raise ConfigError(f"lr-find smoothing must be in [0, 1), got {smooth!r}")
