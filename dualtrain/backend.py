@@ -156,10 +156,10 @@ class Backend(ABC):
         forward on `data`; only the reference backend of a port needs this."""
         raise CapabilityError(f"backend {self.name!r}: {self.user_modules_reason}")
 
-    def preflight(self, model: UserModule) -> list[Any]:
-        """What this framework lacks or does differently for `model`'s source, before
-        any training: findings with file, line, name, kind ("missing" or
-        "difference") and message. None by default."""
+    def preflight(self, model: UserModule, dtype: str) -> list[Any]:
+        """What this framework lacks or does differently for `model`'s source in
+        `dtype`, before any training: findings with file, line, name, kind
+        ("missing" or "difference") and message. None by default."""
         return []
 
     def start_at(self, model: Any, step: int) -> None:

@@ -23,11 +23,11 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dualtrain.commands import compare, lr_find, schedule, sweep, train
+    from dualtrain.commands import compare, lr_find, port, schedule, sweep, train
 
     parser = OneLineParser(prog="dualtrain", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    for module in (train, compare, sweep, lr_find, schedule):
+    for module in (train, compare, port, sweep, lr_find, schedule):
         module.add_parser(commands)
     return parser
 

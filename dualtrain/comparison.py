@@ -25,6 +25,7 @@ from dualtrain.data import Dataset
 from dualtrain.errors import CapabilityError, ConfigError
 from dualtrain.loop import Run, RunConfig, train_engine, with_overrides
 from dualtrain.model import ModelSpec
+from dualtrain.usermodel import UserModule
 
 #: Per-step losses and final parameters must agree this closely with the reference.
 RTOL, ATOL = 1e-4, 1e-6
@@ -41,6 +42,10 @@ class EngineResult:
     passed: bool | None = None
     notes: list[str] = field(default_factory=list)
     tolerance: str = ""
+    #: The first step whose loss is outside the tolerance; None when none is.
+    first_divergence: int | None = None
+    #: The absolute loss difference allowed on top of rtol / atol (the floor).
+    loss_slack: float = 0.0
 
 
 @dataclass
@@ -49,13 +54,32 @@ class Comparison:
     results: list[EngineResult]
     rtol: float = RTOL
     atol: float = ATOL
+    #: Notes on the whole comparison (a port's preflight differences, ...).
+    notes: list[str] = field(default_factory=list)
+    #: State names left out of the final-weight verdict, for the report.
+    excluded: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
         return all(r.passed is not False for r in self.results)
 
+    @property
+    def first_divergence(self) -> dict | None:
+        """{engine, step} of the earliest step at which an engine's loss parted from
+        the reference's; step None when only final parameters differ; None if all agree."""
+        failed = [r for r in self.results if r.passed is False]
+        parted = [r for r in failed if r.first_divergence is not None]
+        if parted:
+            first = min(parted, key=lambda r: r.first_divergence)
+            return {"engine": first.engine, "step": first.first_divergence}
+        return {"engine": failed[0].engine, "step": None} if failed else None
 
-def engines(backends: list[str], modes: list[str]) -> list[tuple[str, str, str | None]]:
+
+#: A planned engine: (backend, mode, reason to skip or None).
+Planned = tuple[str, str, str | None]
+
+
+def engines(backends: list[str], modes: list[str]) -> list[Planned]:
     """(backend, mode, reason to skip or None) for every pair, in order."""
     out = []
     for name in backends:
@@ -93,8 +117,34 @@ def compare(
         raise ConfigError("compare needs at least one backend and one mode")
     start = model.initial_weights(config.seed)
     start.update({k: np.asarray(v) for k, v in (weights or {}).items()})
+    return compare_engines(config, model, train, val, engines(backends, modes), start, rtol, atol)
+
+
+def compare_engines(
+    config: RunConfig,
+    model: ModelSpec | UserModule,
+    train: Dataset,
+    val: Dataset | None,
+    planned: list[Planned],
+    start: dict[str, np.ndarray],
+    rtol: float = RTOL,
+    atol: float = ATOL,
+    reference: RunConfig | None = None,
+    excluded: tuple[str, ...] = (),
+) -> Comparison:
+    """Run the `planned` engines from `start`; judge each against the reference.
+
+    The reference is the first engine that runs, or `reference` when given (a
+    run of its own, listed first, e.g. torch eager in float64 for engines that
+    train in float32). `excluded` state names are left out of the final-weight
+    verdict (parameters whose gradient is zero up to rounding).
+    """
     results = []
-    for backend, mode, skip in engines(backends, modes):
+    if reference is not None:
+        label = f"{reference.engine}-{reference.dtype}"
+        run = train_engine(reference, model, train, val, weights=start)
+        results.append(EngineResult(label, run=run, notes=list(run.notes)))
+    for backend, mode, skip in planned:
         engine_config, notes = _engine_config(config, backend, mode)
         if skip:
             results.append(EngineResult(engine_config.engine, skipped=skip))
@@ -108,18 +158,34 @@ def compare(
             continue
         results.append(EngineResult(engine_config.engine, run=run, notes=notes + run.notes))
     ran = [r for r in results if r.run is not None]
-    reference = ran[0]
+    reference_result = ran[0]
+    ref_config = reference or with_overrides(config, backend=planned[0][0], mode="eager")
     floors: dict[str, Run] = {}
-    for result in ran:
+    for result in ran[1:] if reference is not None else ran:
         dtype = result.run.trajectory.meta["config"]["dtype"]
         floor = None
-        if dtype != config.dtype:
+        if dtype != ref_config.dtype:
             if dtype not in floors:
-                ref_config = with_overrides(config, backend=backends[0], mode="eager", dtype=dtype)
-                floors[dtype] = train_engine(ref_config, model, train, val, weights=start)
+                floors[dtype] = _floor(ran, ref_config, dtype, model, train, val, start)
             floor = floors[dtype]
-        _judge(reference, result, rtol, atol, floor)
-    return Comparison(ran[0].engine, results, rtol, atol)
+        _judge(reference_result, result, rtol, atol, floor, excluded)
+    comparison = Comparison(reference_result.engine, results, rtol, atol, excluded=excluded)
+    return comparison
+
+
+def _floor(ran, ref_config, dtype, model, train, val, start) -> Run:
+    """The reference backend's eager run in `dtype`: one of the engines when it ran,
+    else a run of its own."""
+    for result in ran:
+        config = result.run.trajectory.meta["config"]
+        if (config["backend"], config["mode"], config["dtype"]) == (
+            ref_config.backend,
+            "eager",
+            dtype,
+        ):
+            return result.run
+    floor_config = with_overrides(ref_config, mode="eager", dtype=dtype)
+    return train_engine(floor_config, model, train, val, weights=start)
 
 
 def _engine_config(config: RunConfig, backend: str, mode: str) -> tuple[RunConfig, list[str]]:
@@ -133,7 +199,12 @@ def _engine_config(config: RunConfig, backend: str, mode: str) -> tuple[RunConfi
 
 
 def _judge(
-    ref: EngineResult, other: EngineResult, rtol: float, atol: float, floor: Run | None = None
+    ref: EngineResult,
+    other: EngineResult,
+    rtol: float,
+    atol: float,
+    floor: Run | None = None,
+    excluded: tuple[str, ...] = (),
 ) -> None:
     """Set `other`'s differences and verdict against the reference.
 
@@ -144,13 +215,16 @@ def _judge(
     other.tolerance = f"rtol {rtol:g} / atol {atol:g}"
     if len(a.steps) != len(b.steps):
         other.passed = False
+        other.first_divergence = min(len(a.steps), len(b.steps))
         other.notes.append(f"{len(b.steps)} steps against the reference's {len(a.steps)}")
         return
     lrs_a = np.array([s["lr"] for s in a.steps])
     lrs_b = np.array([s["lr"] for s in b.steps])
     other.lr_max_diff = float(np.max(np.abs(lrs_a - lrs_b))) if lrs_a.size else 0.0
     other.loss_max_rel_diff = _max_rel(np.array(a.losses), np.array(b.losses))
-    params = [n for n in ref.run.state if not n.endswith("num_batches_tracked")]
+    params = [
+        n for n in ref.run.state if not n.endswith("num_batches_tracked") and n not in excluded
+    ]
     other.param_max_rel_diff = max(
         (_max_rel(ref.run.state[n], other.run.state[n]) for n in params), default=0.0
     )
@@ -166,12 +240,16 @@ def _judge(
             f", plus twice the reference's own {dtype} drift "
             f"(loss {slack['loss']:.2g}, parameters up to {max(slack.values()):.2g})"
         )
-    close = all(
-        np.all(np.abs(got - want) <= atol + slack[name] + rtol * np.abs(want))
+    other.loss_slack = slack["loss"]
+    # Written as "not within" so that a NaN counts as outside.
+    outside = [
+        ~(np.abs(got - want) <= atol + slack[name] + rtol * np.abs(want))
         for got, want, name in pairs
-    )
+    ]
+    parted = np.flatnonzero(outside[0])
+    other.first_divergence = int(parted[0]) if parted.size else None
     # lr trajectories must be the very same floats: every engine reads one schedule.
-    other.passed = bool(close and other.lr_max_diff == 0.0)
+    other.passed = bool(not any(np.any(o) for o in outside) and other.lr_max_diff == 0.0)
 
 
 def _max_abs(a: np.ndarray, b: np.ndarray) -> float:

@@ -86,3 +86,39 @@ def plot_lines(
     fig.savefig(target, dpi=100)
     plt.close(fig)
     return target
+
+
+def plot_divergence(
+    path: str | Path,
+    lines: dict[str, list[float]],
+    limits: dict[str, list[float]],
+    title: str,
+) -> Path:
+    """Relative differences per step on a log scale, each with its tolerance dashed.
+
+    Exact agreement (0) is drawn at the bottom of the axis, as log scales
+    cannot show zero.
+    """
+    target = _target(path)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    positive = [v for values in lines.values() for v in values if v > 0]
+    floor = min(positive) / 10 if positive else 1e-17
+    for index, (label, values) in enumerate(lines.items()):
+        color = f"C{index}"
+        ax.plot([max(v, floor) for v in values], color=color, label=label, alpha=0.85)
+        if label in limits:
+            ax.plot(
+                limits[label], color=color, linestyle="--", alpha=0.6, label=f"{label} tolerance"
+            )
+    ax.set(
+        xlabel="step",
+        ylabel="|loss - reference| / |reference|",
+        title=f"relative loss difference {title}",
+        yscale="log",
+    )
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(target, dpi=100)
+    plt.close(fig)
+    return target

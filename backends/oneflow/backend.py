@@ -9,9 +9,10 @@ from dualtrain.backend import Backend, LrPlan, StepFn
 from dualtrain.errors import CapabilityError, ConfigError
 from dualtrain.model import ModelSpec
 from dualtrain.optim import OptimizerSpec
+from dualtrain.usermodel import UserModule
 from dualtrain_oneflow import graph as graphs
 from dualtrain_oneflow import model as models
-from dualtrain_oneflow import optim, quiet
+from dualtrain_oneflow import optim, quiet, usermodule
 
 DTYPES = {"float32": flow.float32, "float64": flow.float64}
 
@@ -33,16 +34,41 @@ class OneFlowBackend(Backend):
     # "nn.Graph ONLY accepts static inputs": one batch shape a graph.
     graph_static_shapes = True
 
-    def build(self, spec: ModelSpec, dtype: str, device: str) -> flow.nn.Sequential:
+    supports_user_modules = True
+
+    def build(self, spec: ModelSpec | UserModule, dtype: str, device: str) -> flow.nn.Module:
         if device != "cpu":
             raise ConfigError(f"the oneflow backend runs on cpu here, got device {device!r}")
-        model = models.build(spec, DTYPES[dtype], device)
-        # A plain attribute: a Module here would become a layer of the Sequential.
-        model.dualtrain_loss = spec.loss
+        if isinstance(spec, UserModule):
+            with quiet.expected_notices_hidden():
+                model = usermodule.build(spec, DTYPES[dtype], device)
+        else:
+            model = models.build(spec, DTYPES[dtype], device)
+            # A plain attribute: a Module here would become a layer of the Sequential.
+            model.dualtrain_loss = spec.loss
+            model.dualtrain_dropout = None
+        model.dualtrain_dtype = DTYPES[dtype]  # read once: module attribute access is slow
+        model.dualtrain_spec = spec
         return model
+
+    def preflight(self, model: UserModule, dtype: str) -> list:
+        """What OneFlow 0.9.0 lacks or does differently in the torch source (none
+        for a hand port: that file is the user's OneFlow code already)."""
+        if model.against is not None:
+            return []
+        from dualtrain_oneflow.preflight import preflight
+
+        return list(preflight(model.source.path, dtype=dtype))
+
+    def start_at(self, model, step: int) -> None:
+        if model.dualtrain_dropout is not None:
+            model.dualtrain_dropout.next_step = step
 
     def load_state(self, model, arrays: dict[str, np.ndarray]) -> None:
         state = model.state_dict()
+        missing = sorted(set(state) - set(arrays))
+        if missing:
+            raise ConfigError(f"initial weights: no array for {missing[0]!r} of the OneFlow model")
         loaded = {
             name: flow.tensor(np.asarray(arrays[name]), dtype=t.dtype) for name, t in state.items()
         }
@@ -81,10 +107,13 @@ class OneFlowBackend(Backend):
 
     def eager_step(self, model, optimizer) -> StepFn:
         loss_fn = models.Loss(model.dualtrain_loss)
-        dtype = model[0].weight.dtype  # read once: module attribute access is slow here
+        dtype, dropout = model.dualtrain_dtype, model.dualtrain_dropout
 
         def step(x: np.ndarray, y: np.ndarray) -> float:
-            optimizer.zero_grad()
+            if dropout is not None:
+                dropout.begin()
+            # torch's default: a parameter without a gradient this step stays put.
+            optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(_as(x, dtype)), _as(y, dtype))
             loss.backward()
             optimizer.step()
@@ -106,10 +135,14 @@ class OneFlowBackend(Backend):
                 "OneFlow 0.9.0; set cycle_momentum=False or use mode eager"
             )
         tables = [plan.table(group) for group in range(plan.n_groups)]
+        dropout = model.dualtrain_dropout
         with quiet.expected_notices_hidden():
             scheduler = graphs.LrTables(optimizer, tables)
             loss = models.Loss(model.dualtrain_loss)
-            graph = graphs.TrainGraph(model, loss, optimizer, scheduler)
+            if dropout is None:
+                graph = graphs.TrainGraph(model, loss, optimizer, scheduler)
+            else:
+                graph = usermodule.MaskedTrainGraph(model, loss, optimizer, scheduler, dropout)
         # The graph keeps the optimizer state (momentum, moments, its step count);
         # optimizer_state reads it there, and state loaded before now goes in.
         optimizer.dualtrain_graph = graph
@@ -117,21 +150,34 @@ class OneFlowBackend(Backend):
         if pending or plan.first_step:
             state = graphs.to_graph_state(pending or {}, plan.first_step)
             graph.load_state_dict({**graph.state_dict(), **state})
-        shape = []
+        shape: list[tuple[int, ...]] = []
+        calls: list[tuple[str, tuple[int, ...]]] = []
+
+        def masks(inputs: flow.Tensor) -> list[flow.Tensor]:
+            """This step's dropout masks, graph inputs in the order the forward asks."""
+            if dropout is None:
+                return []
+            dropout.begin()
+            if not calls:
+                state = model.state_dict()
+                calls.extend(usermodule.dropout_calls(model.dualtrain_spec, state, inputs, dtype))
+            return [flow.tensor(m, dtype=dtype) for m in dropout.masks.step_masks(calls)]
+
+        dtype = model.dualtrain_dtype
 
         def step(x: np.ndarray, y: np.ndarray) -> float:
+            inputs, targets = _input(model, x), _target(model, y)
             if not shape:  # the first call compiles the graph and prints CUDA notices
                 with quiet.expected_notices_hidden():
                     shape.append(x.shape)
-                    return float(graph(_input(model, x), _target(model, y)).numpy())
-            if shape and x.shape != shape[0]:
+                    return float(graph(inputs, targets, *masks(inputs)).numpy())
+            if x.shape != shape[0]:
                 raise ConfigError(
                     f"oneflow graph: a batch of {x.shape[0]} rows after batches of "
                     f"{shape[0][0]}: nn.Graph needs one static shape; use drop_last or a "
                     "batch size that divides the training rows"
                 )
-            shape[:] = [x.shape]
-            return float(graph(_input(model, x), _target(model, y)).numpy())
+            return float(graph(inputs, targets, *masks(inputs)).numpy())
 
         return step
 
@@ -185,8 +231,8 @@ def _as(array: np.ndarray, dtype: flow.dtype) -> flow.Tensor:
 
 
 def _input(model, x: np.ndarray) -> flow.Tensor:
-    return _as(x, model[0].weight.dtype)
+    return _as(x, model.dualtrain_dtype)
 
 
 def _target(model, y: np.ndarray) -> flow.Tensor:
-    return _as(y, model[0].weight.dtype)
+    return _as(y, model.dualtrain_dtype)

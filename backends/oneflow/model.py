@@ -37,7 +37,8 @@ class Loss(nn.Module):
 
     def forward(self, out: flow.Tensor, y: flow.Tensor) -> flow.Tensor:
         if self.kind == "cross_entropy":
-            return nn.functional.cross_entropy(out, y)
+            # (batch, seq, classes) against (batch, seq): every position one sample.
+            return nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
         squares = (out - y) ** 2
         return squares.sum() if self.kind == "sse" else squares.mean()
 
@@ -45,4 +46,4 @@ class Loss(nn.Module):
 def accuracy(kind: str, out: flow.Tensor, y: flow.Tensor) -> float | None:
     if kind != "cross_entropy":
         return None
-    return float((out.argmax(dim=1) == y).to(flow.float64).mean().numpy())
+    return float((out.argmax(dim=-1) == y).to(flow.float64).mean().numpy())
