@@ -1,7 +1,7 @@
 """Soak OneFlow's nn.Graph engine: N runs of S steps, count crashes, hangs, time lost.
 
-    make soak                                   (RUNS=50 EPOCHS=63: 50 runs of 1008 steps)
-    python tests/bench/graph_soak.py --runs 10 --epochs 250        (10 runs of 4000 steps)
+    python tests/bench/graph_soak.py --runs 50 --epochs 63      (50 runs of 1008 steps)
+    python tests/bench/graph_soak.py --runs 10 --epochs 250     (10 runs of 4000 steps)
 
 Each run is one `dualtrain train --backend oneflow --mode graph --dtype float32
 --problem regression --epochs E --batch-size 50` (16 steps an epoch), in its own
