@@ -7,9 +7,10 @@ The core imports no framework: `import dualtrain` needs NumPy alone.
     >>> model = dualtrain.mlp([5, 32, 1], activation="tanh", batchnorm=True)
     >>> # run = dualtrain.fit(model, x, y, optimizer="sgd", lr=0.05, epochs=20)
     >>> # result = dualtrain.compare(model, x, y, backends=["numpy", "torch"])
+    >>> # check = dualtrain.port(MyTorchModule, x, y, init={"channels": 16}, optimizer="adam")
 """
 
-from dualtrain.api import compare, fit
+from dualtrain.api import compare, fit, port
 from dualtrain.errors import ConfigError
 from dualtrain.model import BatchNorm1d, Linear, ModelSpec, ReLU, Sigmoid, Tanh, mlp
 from dualtrain.trajectory import Trajectory
@@ -29,4 +30,5 @@ __all__ = [
     "compare",
     "fit",
     "mlp",
+    "port",
 ]

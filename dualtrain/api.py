@@ -15,6 +15,9 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import inspect
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,10 +25,12 @@ import numpy as np
 
 from dualtrain import comparison as _compare
 from dualtrain import loop
-from dualtrain.data import Dataset, targets
+from dualtrain import port as _port
+from dualtrain.data import Dataset, inputs, targets
 from dualtrain.errors import ConfigError
 from dualtrain.model import ModelSpec
 from dualtrain.optim import GroupSpec
+from dualtrain.usermodel import ModuleSource, UserModule, input_kind_of
 
 
 def fit(
@@ -79,6 +84,84 @@ def compare(
     return _compare.compare(
         config, model, train, validation, list(backends), list(modes), _arrays(weights), rtol, atol
     )
+
+
+def port(
+    model: Any,
+    x: Any,
+    y: Any,
+    *,
+    init: Mapping[str, Any] | None = None,
+    against: Any = None,
+    engines: Sequence[str] | str = _port.DEFAULT_ENGINES,
+    loss: str | None = None,
+    dropout: str = "shared",
+    val: tuple[Any, Any] | None = None,
+    rtol: float = _compare.RTOL,
+    atol: float = _compare.ATOL,
+    **options: Any,
+) -> _compare.Comparison:
+    """Train your own torch module on every engine; judge each against torch eager.
+
+    Args:
+        model: a `torch.nn.Module` subclass defined in a file, `"file.py:Class"`, or
+            `functools.partial(Class, **arguments)`. OneFlow's version is built from
+            that file's source, so a class typed into a notebook (no file) is refused.
+        x: inputs of shape (samples, ...), float, or int token ids.
+        y: targets: float (samples, ...) for mse, int class ids (samples,) or
+            (samples, seq) for cross_entropy.
+        init: constructor arguments.
+        against: your own OneFlow port to check instead of the automatic one (a class
+            or `"file.py:Class"`, constructed with `init` too).
+        engines: "backend/mode" names; torch eager is the reference.
+        loss: "mse" or "cross_entropy"; default from y (int: cross_entropy).
+        dropout: "shared" (every engine applies the core's masks) or "native".
+        **options: the training options of `fit` (optimizer, lr, scheduler, epochs, ...).
+
+    Returns:
+        The `Comparison` `compare` returns; `.passed`, `.first_divergence`.
+    """
+    source = module_source(model, init)
+    target = None if against is None else module_source(against, source.init)
+    config = run_config(**options)
+    train = Dataset(_inputs(x), targets(np.asarray(y)))
+    validation = None if val is None else Dataset(_inputs(val[0]), targets(np.asarray(val[1])))
+    kind = loss or ("cross_entropy" if train.y.dtype.kind in "iu" else "mse")
+    described = UserModule(
+        source, kind, tuple(train.x.shape[1:]), input_kind_of(train.x), target, dropout
+    )
+    return _port.port_check(described, config, train, validation, engines, rtol, atol)
+
+
+def module_source(model: Any, init: Mapping[str, Any] | None = None) -> ModuleSource:
+    """Where `model` (a class, `"file.py:Class"` or a partial of a class) is defined."""
+    arguments = dict(init or {})
+    if isinstance(model, functools.partial) and isinstance(model.func, type) and not model.args:
+        return module_source(model.func, {**model.keywords, **arguments})
+    if isinstance(model, (str, os.PathLike)):
+        return ModuleSource.parse(str(model), arguments)
+    if not isinstance(model, type):
+        raise ConfigError(
+            f"model must be a class, 'file.py:Class' or functools.partial(Class, ...), got "
+            f"{type(model).__name__}; for a factory, pass its class and init={{...}}"
+        )
+    try:
+        path = inspect.getsourcefile(model)
+    except TypeError:
+        path = None
+    if not path or not os.path.isfile(path) or model.__qualname__ != model.__name__:
+        raise ConfigError(
+            f"{model.__qualname__} has no source file with it at the top level (defined in a "
+            "notebook or inside a function?); OneFlow's version is built from the source: "
+            "put the class in a .py file"
+        )
+    return ModuleSource.parse(f"{path}:{model.__name__}", arguments)
+
+
+def _inputs(x: Any) -> np.ndarray:
+    x = np.asarray(x)
+    input_kind_of(x)  # numbers only, one line otherwise
+    return inputs(x)
 
 
 # Optimizer hyperparameters that may be given as keywords of their own.
