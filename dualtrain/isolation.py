@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import itertools
 import os
 import pickle
 import shutil
@@ -142,11 +141,11 @@ def run_in_child(
         >>> from dualtrain.isolation import run_in_child
         >>> result, notes = run_in_child(my_job, "oneflow/graph")  # doctest: +SKIP
     """
-    payload = _pickled(job, label, cpus)
+    payload = _pickled(job, label)
     notes: list[str] = []
     strikes, mark = 0, progress() if progress else None
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        outcome = _attempt(payload, label, hang or HangRule(), env or {})
+        outcome = _attempt(payload, label, hang or HangRule(), env or {}, cpus)
         if not isinstance(outcome, _Crash):
             return outcome[0], notes
         now = progress() if progress else None
@@ -171,11 +170,9 @@ class _Crash:
         return f" after ~{self.steps} steps, {self.seconds:.1f} s in"
 
 
-def _pickled(job: Any, label: str, cpus: int | None) -> bytes:
-    """The job file's contents: the parent's sys.path, the CPUs to pin to, the job."""
+def _pickled(job: Any, label: str) -> bytes:
+    """The job, as the job file holds it after the parent's sys.path and the CPUs."""
     buffer = io.BytesIO()
-    pickle.dump(list(sys.path), buffer)
-    pickle.dump(_cpus_for_child(cpus), buffer)
     try:
         _NoMainPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(job)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
@@ -184,17 +181,31 @@ def _pickled(job: Any, label: str, cpus: int | None) -> bytes:
 
 
 def _cpus_for_child(count: int | None) -> set[int] | None:
-    """`count` of the CPUs this process may use, a different set for each child
-    (by its parent's pid and a counter), so that children running side by side
-    spread out; None for no pinning."""
+    """The `count` least busy of the CPUs this process may use, over the last
+    50 ms (a pinned child cannot move off a CPU that other work keeps busy);
+    None for no pinning."""
     if not count or not hasattr(os, "sched_getaffinity"):
         return None
     allowed = sorted(os.sched_getaffinity(0))
-    first = (os.getpid() + next(_children)) % len(allowed)
-    return {allowed[(first + i) % len(allowed)] for i in range(min(count, len(allowed)))}
+    before = _idle_ticks()
+    time.sleep(0.05)
+    after = _idle_ticks()
+    idle = {cpu: after.get(cpu, 0) - before.get(cpu, 0) for cpu in allowed}
+    return set(sorted(allowed, key=lambda cpu: -idle[cpu])[:count])
 
 
-_children = itertools.count()
+def _idle_ticks() -> dict[int, int]:
+    """Idle time so far per CPU, in clock ticks, from /proc/stat ({} where there is none)."""
+    ticks = {}
+    try:
+        with open("/proc/stat") as stat:
+            for line in stat:
+                name, *fields = line.split()
+                if name.startswith("cpu") and name[3:].isdigit():
+                    ticks[int(name[3:])] = int(fields[3]) + int(fields[4])  # idle + iowait
+    except (OSError, ValueError, IndexError):
+        return {}
+    return ticks
 
 
 class _NoMainPickler(pickle.Pickler):
@@ -212,12 +223,13 @@ class _NoMainPickler(pickle.Pickler):
         return NotImplemented
 
 
-def _attempt(payload: bytes, label: str, hang: HangRule, env: dict[str, str]):
+def _attempt(payload: bytes, label: str, hang: HangRule, env: dict[str, str], cpus: int | None):
     """(result,) when the child finished; a _Crash when it crashed; raises its error."""
     folder = Path(tempfile.mkdtemp(prefix="dualtrain-child-"))  # mode 0700
     child = None
     try:
-        (folder / JOB).write_bytes(payload)
+        header = pickle.dumps(list(sys.path)) + pickle.dumps(_cpus_for_child(cpus))
+        (folder / JOB).write_bytes(header + payload)
         began = time.monotonic()
         child = _start_child(folder, env)
         crash = _watch(child, folder, hang)
