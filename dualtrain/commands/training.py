@@ -48,7 +48,10 @@ KEYS: dict[str, type | tuple[type, ...]] = {
 
 def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML or JSON file with any of the options below")
-    p.add_argument("--problem", help="built-in problem: regression, linear, classification")
+    p.add_argument(
+        "--problem",
+        help="built-in problem: regression, linear, classification; images, sequence (port)",
+    )
     p.add_argument("--data", help="your own data: .npz (arrays x, y) or .csv with a header")
     p.add_argument("--target", help="CSV column holding the target (default: the last)")
     p.add_argument("--optimizer", help="sgd, adam, adamw or rmsprop")
@@ -116,12 +119,18 @@ MAY_CHANGE_ON_RESUME = ("epochs", "out", "backend", "mode", "device", "save_ever
 
 
 def resolve(
-    args: argparse.Namespace, extra: dict[str, type] | None = None, base: dict | None = None
+    args: argparse.Namespace,
+    extra: dict[str, type] | None = None,
+    base: dict | None = None,
+    *,
+    spec_needed: bool = True,
 ) -> Training:
     """The run described by --config and the flags (flags win), checked.
 
     `base` is a checkpoint's run to resume: then a flag may only repeat it, or
-    change what `MAY_CHANGE_ON_RESUME` lists.
+    change what `MAY_CHANGE_ON_RESUME` lists. With `spec_needed` (train, compare,
+    sweep, lr-find), a problem without a declarative model is refused in one line;
+    `dualtrain port`, which brings the user's own module, passes False.
     """
     allowed = {**KEYS, **(extra or {})}
     values: dict[str, Any] = {}
@@ -153,7 +162,7 @@ def resolve(
     sched_kwargs = dict(values.get("args", {}))
     sched_kwargs.update(parse_assignment(a) for a in args.arg)
     groups = [_group(g) for g in values.get("groups", [])] + [_group_flag(g) for g in args.group]
-    job = _build(values, options, sched_kwargs, groups)
+    job = _build(values, options, sched_kwargs, groups, spec_needed)
     # The effective values, defaults included, so that on --resume a flag that
     # repeats a default (--batch-size 50) is no contradiction.
     effective = {**job.values, **({} if values.get("data") else {"problem": job.problem})}
@@ -214,10 +223,15 @@ def _group_flag(text: str) -> GroupSpec:
     return GroupSpec(tuple(p.strip() for p in prefixes.split(",")), value)
 
 
-def _build(values, options, sched_kwargs, groups) -> Training:
+def _build(values, options, sched_kwargs, groups, spec_needed=True) -> Training:
     if values.get("data") and values.get("problem"):
         raise ConfigError("give --problem or --data, not both")
     problem = get_problem(values.get("problem", "regression"), values.get("seed", 0))
+    if problem.model is None and spec_needed:
+        raise ConfigError(
+            f"problem {problem.name!r} has no built-in model: train your own module on it "
+            f"with `dualtrain port FILE.py:Class --problem {problem.name}`"
+        )
     defaults = {
         "batch_size": problem.batch_size,
         "val_fraction": problem.val_fraction,
@@ -229,6 +243,8 @@ def _build(values, options, sched_kwargs, groups) -> Training:
         defaults = {"batch_size": 32, "val_fraction": 0.2}
     merged = {**defaults, **values}
     model = problem.model if not values.get("data") else _model_for(data, problem.model)
+    if not spec_needed:  # the caller brings its own model (`dualtrain port`)
+        model = problem.model if not values.get("data") else None
     schedule = ScheduleConfig(
         name=merged.get("scheduler"),
         flavor=merged.get("flavor", "torch"),
