@@ -1,6 +1,8 @@
 """What OneFlow 0.9.0's nn.Graph crash rate on CPU depends on: ways of driving it, side by side.
 
     python tests/bench/graph_crash_factors.py --rounds 6 --steps 5000 [VARIANT ...]
+    python tests/bench/graph_crash_factors.py --rounds 2 --steps 200 \
+        --widths 256,1024,1024,1 --batch 256 base onecore       (a larger model's step time)
 
 Each round runs every variant once, in turn (so drift in the machine's load
 hits all alike), as a fresh process that trains the regression problem's MLP
@@ -33,7 +35,7 @@ VARIANTS = ("base", "omp1", "onecore", "chunk16", "keep", "sync")
 HANG_SECONDS = 20.0
 
 
-def worker(variant: str, steps: int, progress: str) -> None:
+def worker(variant: str, steps: int, progress: str, widths: str | None, batch: int) -> None:
     if variant == "onecore":
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     import numpy as np
@@ -45,13 +47,20 @@ def worker(variant: str, steps: int, progress: str) -> None:
     from dualtrain_oneflow.backend import _input, _target
 
     problem = get_problem("regression")
+    spec, x, y = problem.model, problem.data.x, problem.data.y
+    if widths:  # a wider MLP on random data, for the step time of a larger model
+        import dualtrain
+
+        sizes = [int(w) for w in widths.split(",")]
+        spec = dualtrain.mlp(sizes, activation="tanh")
+        rng = np.random.default_rng(0)
+        x, y = rng.normal(size=(16 * batch, sizes[0])), rng.normal(size=(16 * batch, 1))
     backend = OneFlowBackend()
     config = RunConfig(backend="oneflow", mode="graph", dtype="float32", options={"momentum": 0.9})
-    net, optimizer = model_and_optimizer(backend, config, problem.model, None)
+    net, optimizer = model_and_optimizer(backend, config, spec, None)
     step = backend.compile_step(net, optimizer, LrPlan(steps, 1, lambda s: [0.01], False, None))
-    x = problem.data.x.astype(np.float32)
-    y = problem.data.y.astype(np.float32)
-    batches = [(x[i : i + 50], y[i : i + 50]) for i in range(0, 800, 50)]
+    x, y = x.astype(np.float32), y.astype(np.float32)
+    batches = [(x[i : i + batch], y[i : i + batch]) for i in range(0, 16 * batch, batch)]
     step(*batches[0])  # compiles the graph
     graph = optimizer.dualtrain_graph
     fd = os.open(progress, os.O_WRONLY | os.O_CREAT)
@@ -75,14 +84,14 @@ def worker(variant: str, steps: int, progress: str) -> None:
         else:
             step(bx, by)
         ends.append(time.perf_counter())
-        if k % 100 == 0:
+        if k % 100 == 0 or ends[-1] - ends[max(0, len(ends) - 2)] > 0.05:  # slow steps: each
             os.pwrite(fd, f"{k}".ljust(20).encode(), 0)
     mean = (ends[-1] - ends[0]) / (len(ends) - 1)  # chunk16's calls return before the step ends
     os.pwrite(fd, f"{steps} {mean}".ljust(40).encode(), 0)
     os._exit(0)
 
 
-def one(variant: str, steps: int) -> tuple[str, int, float | None]:
+def one(variant: str, steps: int, extra: list[str]) -> tuple[str, int, float | None]:
     """(outcome, steps done, median step seconds) of one worker process."""
     env = dict(os.environ)
     if variant == "omp1":
@@ -92,7 +101,7 @@ def one(variant: str, steps: int) -> tuple[str, int, float | None]:
         progress.write_text("0")
         child = subprocess.Popen(
             [sys.executable, __file__, "--worker", variant, "--steps", str(steps),
-             "--progress", str(progress)],
+             "--progress", str(progress), *extra],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         seen, changed = None, time.monotonic()
@@ -120,14 +129,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5000)
     parser.add_argument("--worker")
     parser.add_argument("--progress")
+    parser.add_argument("--widths", help="an MLP's widths instead of the regression problem's")
+    parser.add_argument("--batch", type=int, default=50)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.steps, args.progress)
+        worker(args.worker, args.steps, args.progress, args.widths, args.batch)
         return
+    extra = ["--batch", str(args.batch)] + (["--widths", args.widths] if args.widths else [])
     done, bad, times = defaultdict(int), defaultdict(list), defaultdict(list)
     for r in range(args.rounds):
         for variant in args.variants:
-            outcome, steps, seconds = one(variant, args.steps)
+            outcome, steps, seconds = one(variant, args.steps, extra)
             done[variant] += steps
             if outcome != "ok":
                 bad[variant].append(f"{outcome}@{steps}")
