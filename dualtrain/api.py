@@ -116,14 +116,15 @@ def port(
         engines: "backend/mode" names; torch eager is the reference.
         loss: "mse" or "cross_entropy"; default from y (int: cross_entropy).
         dropout: "shared" (every engine applies the core's masks) or "native".
-        **options: the training options of `fit` (optimizer, lr, scheduler, epochs, ...).
+        **options: the training options of `fit` (optimizer, lr, scheduler, epochs, ...);
+            dtype defaults to float32 here (torch eager in float64 is the reference).
 
     Returns:
         The `Comparison` `compare` returns; `.passed`, `.first_divergence`.
     """
     source = module_source(model, init)
     target = None if against is None else module_source(against, source.init)
-    config = run_config(**options)
+    config = run_config(**{"dtype": _port.DEFAULT_DTYPE, **options})
     train = Dataset(_inputs(x), targets(np.asarray(y)))
     validation = None if val is None else Dataset(_inputs(val[0]), targets(np.asarray(val[1])))
     kind = loss or ("cross_entropy" if train.y.dtype.kind in "iu" else "mse")

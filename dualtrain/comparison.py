@@ -248,6 +248,13 @@ def _judge(
     ]
     parted = np.flatnonzero(outside[0])
     other.first_divergence = int(parted[0]) if parted.size else None
+    worst = [name for (_, _, name), o in zip(pairs[1:], outside[1:], strict=True) if np.any(o)]
+    if worst:
+        n = worst[0]
+        other.notes.append(
+            f"final {', '.join(worst[:3])}{' ...' if len(worst) > 3 else ''} outside the "
+            f"tolerance ({n}: max difference {_max_abs(other.run.state[n], ref.run.state[n]):.3g})"
+        )
     # lr trajectories must be the very same floats: every engine reads one schedule.
     other.passed = bool(not any(np.any(o) for o in outside) and other.lr_max_diff == 0.0)
 

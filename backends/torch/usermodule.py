@@ -225,7 +225,7 @@ def quiet_state(probe: nn.Module, model: UserModule, data: Dataset, initial) -> 
     differs between frameworks while changing nothing the model computes: their
     final values cannot be judged, the losses still are.
     """
-    sums = {name: 0.0 for name, _ in probe.named_parameters()}
+    sums = {name: torch.zeros_like(p) for name, p in probe.named_parameters()}
     got = dict.fromkeys(sums, False)
     size = min(len(data), 32)
     for b in range(min(QUIET_BATCHES, max(1, len(data) // size))):
@@ -243,11 +243,18 @@ def quiet_state(probe: nn.Module, model: UserModule, data: Dataset, initial) -> 
             ) from None
         for name, p in probe.named_parameters():
             if p.grad is not None:
-                sums[name] += float((p.grad.double() ** 2).mean())
+                sums[name] += p.grad.detach() ** 2
                 got[name] = True
-    rms = {name: (total / QUIET_BATCHES) ** 0.5 for name, total in sums.items()}
-    scale = max(rms.values(), default=0.0)
-    quiet = [n for n in rms if not got[n] or rms[n] <= QUIET_SHARE * scale]
+    # Element by element: the key part of an attention's qkv bias is quiet while its
+    # query and value parts are not. An exact zero (an embedding row no batch uses)
+    # is no noise: every framework keeps it at zero.
+    rms = {name: total.sqrt() for name, total in sums.items()}
+    scale = max((float(r.max()) for r in rms.values() if r.numel()), default=0.0)
+    quiet = [
+        n
+        for n, r in rms.items()
+        if not got[n] or bool(((r > 0) & (r <= QUIET_SHARE * scale)).any())
+    ]
     return tuple(quiet + _buffers_moved_by(probe, quiet, data, initial))
 
 

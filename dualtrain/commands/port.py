@@ -14,7 +14,8 @@ from typing import Any
 
 from dualtrain.commands.training import add_training_options, resolve
 from dualtrain.errors import ConfigError
-from dualtrain.port import DEFAULT_ENGINES, port_check
+from dualtrain.loop import with_overrides
+from dualtrain.port import DEFAULT_DTYPE, DEFAULT_ENGINES, port_check
 from dualtrain.report import result_word, write_report
 from dualtrain.usermodel import ModuleSource, UserModule, input_kind_of
 
@@ -87,7 +88,7 @@ def parse_init(text: str) -> tuple[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     extra = {"engines": str, "against": str, "dropout": str, "loss": str}
-    job = resolve(args, extra=extra)
+    job = resolve(args, extra=extra, spec_needed=False)
     if not (job.values.get("data") or job.values.get("problem")):
         raise ConfigError("dualtrain port needs data: --data FILE.npz or --problem NAME")
     source = ModuleSource.parse(args.model, dict(parse_init(t) for t in args.init))
@@ -103,7 +104,10 @@ def run(args: argparse.Namespace) -> int:
         dropout=job.values.get("dropout", "shared"),
     )
     engines = job.values.get("engines") or ",".join(DEFAULT_ENGINES)
-    result = port_check(model, job.config, job.train, job.val, engines)
+    config = job.config
+    if "dtype" not in job.values:  # users train in float32: the port checks that
+        config = with_overrides(config, dtype=DEFAULT_DTYPE)
+    result = port_check(model, config, job.train, job.val, engines)
     for r in result.results:
         if r.skipped:
             print(f"{r.engine}: skipped ({r.skipped})")
