@@ -323,13 +323,23 @@ def test_examples_agree_forward_and_backward(file, name, inputs, dtype):
         assert np.abs(g_f - g_t).max() <= grad_tol * scale, key
 
 
-def test_hand_port_matches_the_automatic_port_bit_for_bit():
-    automatic = port_module_class(EXAMPLES / "cnn.py", "SmallCNN")(dropout=0.0)
-    by_hand = load_ported_class(EXAMPLES / "cnn_oneflow.py", "SmallCNN")(dropout=0.0)
-    reference = load_module_class(EXAMPLES / "cnn.py", "SmallCNN")(dropout=0.0)
+@pytest.mark.parametrize(
+    ("file", "hand", "name", "inputs"),
+    [
+        ("cnn.py", "cnn_oneflow.py", *MODELS[0][1:]),
+        ("transformer.py", "transformer_oneflow.py", *MODELS[1][1:]),  # a hand-ported sibling too
+    ],
+    ids=["SmallCNN", "TinyTransformer"],
+)
+def test_hand_ports_match_the_automatic_port_bit_for_bit(file, hand, name, inputs):
+    automatic = port_module_class(EXAMPLES / file, name)(dropout=0.0)
+    by_hand = load_ported_class(EXAMPLES / hand, name)(dropout=0.0)
+    reference = load_module_class(EXAMPLES / file, name)(dropout=0.0)
+    assert module_kinds(by_hand) == {"oneflow"}
     copy_weights(reference, automatic)
     copy_weights(reference, by_hand)
-    x = oneflow.tensor(np.random.default_rng(2).normal(size=(4, 1, 12, 12)).astype(np.float32))
+    x = inputs(np.random.default_rng(2))
+    x = oneflow.tensor(x.astype(np.float32) if x.dtype.kind == "f" else x)
     assert np.array_equal(automatic(x).detach().numpy(), by_hand(x).detach().numpy())
 
 
@@ -367,6 +377,7 @@ def test_a_port_leaves_the_process_as_it_was():
     for file, name, _ in MODELS:
         port_module_class(EXAMPLES / file, name)()
     load_ported_class(EXAMPLES / "cnn_oneflow.py", "SmallCNN")()
+    load_ported_class(EXAMPLES / "transformer_oneflow.py", "TinyTransformer")()
     new = set(sys.modules) - set(modules)
     assert new == set(), sorted(new)
     assert all(sys.modules[k] is v for k, v in modules.items())
