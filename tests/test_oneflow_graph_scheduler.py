@@ -159,6 +159,7 @@ def test_the_graph_applies_float32_of_the_dualtrain_lr(resume_at):
 
 
 # --- without a graph ---------------------------------------------------------------------
+# Schedulers stepped eagerly here are OneFlow-flavoured, as a OneFlow user would build them.
 
 
 def _optimizer(*lrs):
@@ -168,7 +169,7 @@ def _optimizer(*lrs):
 
 def test_tables_start_at_the_scheduler_position_and_leave_it_alone():
     optimizer = _optimizer(0.1, 0.2)
-    scheduler = dt.StepLR(optimizer, step_size=2, gamma=0.5)
+    scheduler = dt.StepLR(optimizer, step_size=2, gamma=0.5, flavor="oneflow")
     scheduler.step()
     wrapped = graph_scheduler(scheduler, 4)
     # lrs after 1, 2, 3, 4 steps of StepLR(2, 0.5), by hand.
@@ -182,7 +183,7 @@ def test_the_conf_follows_the_kernels_lookup():
     from oneflow.core.job.learning_rate_schedule_conf_pb2 import LearningRateDecayConf
 
     optimizer = _optimizer(1.0)
-    scheduler = dt.MultiStepLR(optimizer, milestones=[3, 5], gamma=0.1)
+    scheduler = dt.MultiStepLR(optimizer, milestones=[3, 5], gamma=0.1, flavor="oneflow")
     for _ in range(2):
         scheduler.step()
     wrapped = graph_scheduler(scheduler, 6)
@@ -201,7 +202,7 @@ def test_the_conf_follows_the_kernels_lookup():
 
 def test_the_graph_reads_what_oneflow_own_schedulers_offer():
     optimizer = _optimizer(0.1, 0.2)
-    scheduler = dt.ExponentialLR(optimizer, gamma=0.5)
+    scheduler = dt.ExponentialLR(optimizer, gamma=0.5, flavor="oneflow")
     wrapped = graph_scheduler(scheduler, 3)
     assert isinstance(wrapped, flow.nn.optimizer.lr_scheduler.LRScheduler)
     assert wrapped.optimizer is optimizer and wrapped.verbose is False
