@@ -7,13 +7,17 @@ of the scheduler ahead, keeps every group's lr for `total_steps` steps and
 hands the graph those tables as `piecewise_constant_conf`s, so the graph
 applies float32 of dualtrain's lr at every step:
 
-    >>> scheduler = dualtrain.lr_scheduler.LambdaLR(optimizer, "0.9 ** epoch")
-    >>> graph.add_optimizer(optimizer, lr_sch=graph_scheduler(scheduler, 1000))
+    >>> scheduler = dualtrain.lr_scheduler.LambdaLR(optimizer, "0.9 ** epoch")  # doctest: +SKIP
+    >>> graph.add_optimizer(optimizer, lr_sch=graph_scheduler(scheduler, 1000))  # doctest: +SKIP
 
 Graph step `s` applies the lr the scheduler has after `s - last_epoch` more
 steps (its `last_epoch` when wrapped): a fresh graph with a fresh scheduler,
 or both restored from one checkpoint, line up. The scheduler itself is never
 stepped here. See docs/static_graph_schedules.md for the cost of long tables.
+
+`dualtrain_oneflow.graph_scheduler` is the function; the class is
+`dualtrain_oneflow.GraphScheduler` (or `from dualtrain_oneflow.graph_scheduler
+import GraphScheduler`).
 """
 
 from __future__ import annotations
@@ -117,8 +121,8 @@ def graph_scheduler(scheduler: Any, total_steps: int) -> GraphScheduler:
         A OneFlow `LRScheduler` whose `optimizer` is the scheduler's.
 
     Example:
-        >>> lr_sch = graph_scheduler(ChainedScheduler([warmup, cosine]), total_steps=500)
-        >>> graph.add_optimizer(optimizer, lr_sch=lr_sch)
+        >>> lr_sch = graph_scheduler(ChainedScheduler([warmup, cosine]), 500)  # doctest: +SKIP
+        >>> graph.add_optimizer(optimizer, lr_sch=lr_sch)  # doctest: +SKIP
     """
     return GraphScheduler(scheduler, total_steps)
 
