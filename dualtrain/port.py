@@ -155,6 +155,7 @@ def port_check(
             atol,
             reference=reference if hidden else None,
             excluded=model._described().quiet,
+            own_floor=True,
         )
     except CapabilityError as exc:
         raise ConfigError(str(exc)) from None

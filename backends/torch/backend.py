@@ -40,6 +40,11 @@ class TorchBackend(Backend):
         model.dualtrain_dtype, model.dualtrain_device = DTYPES[dtype], torch.device(device)
         return model
 
+    def running(self):
+        """torch's global RNG as it was after the run: a user module's own dropout
+        still draws from it (its output is then replaced by the shared mask's)."""
+        return torch.random.fork_rng(devices=[])
+
     def describe_module(self, model: UserModule, data: Dataset, seed: int) -> UserModule:
         return usermodule.describe(model, data, seed)
 

@@ -134,7 +134,13 @@ class TorchDropout:
 
 def describe(model: UserModule, data: Dataset, seed: int) -> UserModule:
     """`model` with its `Described`: torch's init under `seed`, names and shapes,
-    dropout sites, one sample's output shape, the quiet parameters."""
+    dropout sites, one sample's output shape, the quiet parameters. torch's global
+    RNG is as it was afterwards (the dry forwards' own dropout draws from it)."""
+    with torch.random.fork_rng(devices=[]):
+        return _describe(model, data, seed)
+
+
+def _describe(model: UserModule, data: Dataset, seed: int) -> UserModule:
     module = instantiate(model.source, seed)
     initial = {name: _array(t) for name, t in module.state_dict().items()}
     params = tuple((n, tuple(p.shape)) for n, p in module.named_parameters())
@@ -152,6 +158,7 @@ def describe(model: UserModule, data: Dataset, seed: int) -> UserModule:
     probe = build(model.with_description(described), torch.float64, torch.device("cpu"))
     output = _dry_forward(probe, model, data)
     shaped = model.with_description(replace(described, output_shape=output))
+    data = shaped.fit_targets(data)
     shaped.check_targets(data)
     quiet = quiet_state(probe, shaped, data, initial)
     return model.with_description(replace(described, output_shape=output, quiet=quiet))
