@@ -6,6 +6,8 @@ dropout is off (the pipeline draws its masks; here nothing does). Printed per
 setting: the largest per-step relative loss difference of OneFlow float64 and
 float32 from torch float64, torch float32's own drift from torch float64 (the
 float32 floor any port shares), and the loss at the first and last step.
+The setting `adam-exact:0` is Adam with float32-exact hyperparameters (and
+norm eps), which OneFlow's float32 arithmetic then does not change.
 
     .venv/bin/python tests/bench/port_drift.py cnn.py:SmallCNN images sgd:0.02 adam:0.001
 """
@@ -26,8 +28,14 @@ from dualtrain_torch.source import load_module_class
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "port"
 
 
+#: Adam with every hyperparameter exact in float32 (OneFlow applies them as float32).
+EXACT = {"lr": 2.0**-7, "betas": (0.875, 1 - 2.0**-10), "eps": 2.0**-27}
+
+
 def losses(fw, model, x, y, optimizer: str, lr: float, steps: int, batch: int = 32):
-    if optimizer == "adam":
+    if optimizer == "adam-exact":
+        opt = fw.optim.Adam(model.parameters(), **EXACT)
+    elif optimizer == "adam":
         opt = fw.optim.Adam(model.parameters(), lr=lr)
     else:
         opt = fw.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
@@ -56,6 +64,10 @@ def drift(ref: str, problem: str, optimizer: str, lr: float, seed: int, steps: i
     for fw, loader in ((torch, load_module_class), (oneflow, port_module_class)):
         for dtype in ("float64", "float32"):
             model = loader(EXAMPLES / file, name)(dropout=0.0).to(getattr(fw, dtype))
+            if optimizer == "adam-exact":  # and norm eps exact too (OneFlow's BN: float32)
+                for module in model.modules():
+                    if hasattr(module, "eps"):
+                        module.eps = 2.0**-17
             cast = {k: v.astype(dtype) if v.dtype.kind == "f" else v for k, v in state.items()}
             model.load_state_dict({k: fw.tensor(v) for k, v in cast.items()})
             x = data.x.astype(dtype) if data.x.dtype.kind == "f" else data.x
