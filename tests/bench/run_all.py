@@ -11,6 +11,8 @@
   loop (goal <= 1.03), nn.Graph against eager, and the graph's step time as its
   lr table grows (every step a new lr: 100 to 10000 entries).
 - schedules: the engine's per-step cost against torch's `scheduler.step()`.
+- port: `dualtrain port` of the example CNN on the four engines, 200 steps each
+  (tests/bench/port_bench.py).
 
 OneFlow graphs run through `train_engine` here, as `fit` runs them: in a
 watched child process (OneFlow 0.9.0's nn.Graph crashes now and then on CPU),
@@ -26,6 +28,8 @@ import re
 import statistics
 import time
 import warnings
+
+from port_bench import bench_port_cnn
 
 from dualtrain.backend import get_backend
 from dualtrain.data import batch_indices
@@ -289,6 +293,7 @@ def main() -> None:
     bench_torch_loop(max(3, args.repeats // 3))
     bench_oneflow_loop(max(3, args.repeats // 3))
     bench_schedules(max(3, args.repeats // 3))
+    bench_port_cnn()
 
 
 if __name__ == "__main__":
