@@ -133,13 +133,20 @@ def test_state_dict_is_json_and_restores_the_counter():
         sched.step()
     state = json.loads(json.dumps(sched.state_dict()))
     fresh_opt = SGDLike(1.0)
-    fresh = L.StepLR(fresh_opt, 2, 0.5)
+    fresh = L.StepLR(fresh_opt, 3, 0.9)  # other arguments: the state carries the saved ones
     fresh.load_state_dict(state)
-    assert (fresh.last_epoch, fresh.get_last_lr()) == (3, [0.5])
+    assert (fresh.last_epoch, fresh.get_last_lr(), fresh.step_size, fresh.gamma) == (
+        3,
+        [0.5],
+        2,
+        0.5,
+    )
+    # As in torch, the lr lives in the optimizer: its state comes back separately.
+    fresh_opt.param_groups[0]["lr"] = opt.param_groups[0]["lr"]
     fresh.step()
     assert fresh_opt.param_groups[0]["lr"] == 0.25
-    with pytest.raises(ConfigError, match="last_epoch"):
-        fresh.load_state_dict({"base_lrs": [1.0], "_last_lr": [1.0]})
+    with pytest.raises(ConfigError, match="must be a dict"):
+        fresh.load_state_dict([("last_epoch", 1)])
 
 
 # --- composites from scheduler objects ----------------------------------------------------

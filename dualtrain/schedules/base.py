@@ -78,9 +78,40 @@ class Schedule:
         """torch's `get_lr()`: the lr after moving to `step` from current lr `prev`."""
         return self.lr(step, base_lr)
 
+    #: True where torch's class has a `_get_closed_form_lr`, which `step(epoch)`
+    #: and SequentialLR's restart at a milestone use instead of the chainable form.
+    has_closed_form: ClassVar[bool] = False
+
+    def closed_form_lr(self, step: float, base_lr: float) -> float:
+        """torch's `_get_closed_form_lr` at `step`, in torch's float order."""
+        return self.lr(step, base_lr)
+
     def restart_lr(self, prev: float, base_lr: float) -> float:
-        """torch's `step(0)` as SequentialLR calls it at a milestone."""
-        return self.lr(0, base_lr)
+        """torch's `_update_lr(0)` as SequentialLR calls it at a milestone: the
+        closed form where torch has one, else the chainable form at step 0."""
+        if self.has_closed_form:
+            return self.closed_form_lr(0, base_lr)
+        return self.chain_lr(prev, 0, base_lr, initial=False)
+
+
+class Chainable(Schedule):
+    """A torch schedule whose lr is the fold of its chainable form from the base lr.
+
+    torch's scheduler moves the lr one `chain_lr` step at a time, so its floats
+    are the fold, not the closed form (0.01 * 0.8 * 0.8 is 0.0064, while
+    0.01 * 0.8 ** 2 is 0.006400000000000001). Folding here gives torch's very
+    floats at every step; the fold is memoised per base lr, so a trajectory
+    costs one update a step. `closed_form_lr` stays what `step(epoch)` uses.
+    """
+
+    def lr(self, step: int, base_lr: float) -> float:
+        folds = self.__dict__.setdefault("_folds", {})
+        values = folds.setdefault(base_lr, [])
+        if not values:
+            values.append(self.chain_lr(base_lr, 0, base_lr, initial=True))
+        while len(values) <= step:
+            values.append(self.chain_lr(values[-1], len(values), base_lr, initial=False))
+        return values[step]
 
 
 def schedule_class(name: str, flavor: str = "torch") -> type[Schedule]:
@@ -103,8 +134,15 @@ def schedule_names(flavor: str | None = None) -> list[str]:
 
 def has_distinct_flavors(name: str) -> bool:
     """True when `name` behaves differently in torch and OneFlow."""
-    classes = {_REGISTRY.get((name, f)) for f in FLAVORS}
+    classes = {_behaviour(_REGISTRY.get((name, f))) for f in FLAVORS}
     return len(classes) > 1 and None not in classes
+
+
+def _behaviour(cls: type[Schedule] | None) -> type[Schedule] | None:
+    """A flavour twin that differs only in float order (`float_order_twin`) counts as its base."""
+    if cls is not None and cls.__dict__.get("float_order_twin"):
+        return cls.__mro__[1]
+    return cls
 
 
 def native_frameworks(name: str) -> tuple[str, ...]:

@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from dualtrain.errors import ConfigError
+from dualtrain.errors import ConfigError, ConfigTypeError
 
 
 def fail(owner: str, name: str, expected: str, value: Any) -> ConfigError:
@@ -97,5 +97,9 @@ def function(owner: str, name: str, value: Any) -> Callable[[float], float]:
         except ExpressionError as exc:
             raise ConfigError(str(exc)) from None
     if not callable(value):
-        raise fail(owner, name, "a function or an expression string like '0.95 ** epoch'", value)
+        # torch's words and type (TypeError), so code written against torch catches it.
+        raise ConfigTypeError(
+            f"{owner}: {name} should be a function or an expression string like "
+            f"'0.95 ** epoch', got {value!r}"
+        )
     return value

@@ -74,18 +74,110 @@ class _Composite(Schedule):
 
 
 class _Folded(_Composite):
-    """A torch composite: lr(step) folds `chain_lr` from the base lr, memoised."""
+    """A torch composite: its lrs replay what torch's stateful objects do.
 
-    def __init__(self) -> None:
-        self._memo: dict[float, list[float]] = {}
+    torch composes through stateful members, each with its own counter: a
+    SequentialLR steps one member (restarting it at its milestone), a
+    ChainedScheduler steps all. A member nested in a composite keeps torch's
+    quirks (a nested member's first step is not in 'initial' mode, a nested
+    SequentialLR's counter runs one ahead), so the lr is a fold over
+    (lr, counters) from the group's base lr, replayed below and memoised per base.
+    """
 
     def lr(self, step, base_lr):
-        values = self._memo.setdefault(base_lr, [])
-        if not values:
-            values.append(self.chain_lr(base_lr, 0, base_lr, initial=True))
+        return self._replay(step, base_lr)[step][0]
+
+    def momentum(self, step):
+        runs = self.__dict__.get("_runs") or {1.0: None}
+        return self._replay(step, next(iter(runs)))[step][1]
+
+    def chain_lr(self, prev, step, base_lr, initial):
+        return self.lr(step, base_lr)  # a composite sets the lr it replays
+
+    def _replay(self, step: int, base_lr: float) -> list[tuple[float, float | None]]:
+        runs = self.__dict__.setdefault("_runs", {})
+        if runs.get(base_lr) is None:
+            replay = _Replay(base_lr)
+            runs[base_lr] = ([replay.record(_construct(self, base_lr, replay))], replay)
+        values, replay = runs[base_lr]
         while len(values) <= step:
-            values.append(self.chain_lr(values[-1], len(values), base_lr, initial=False))
-        return values[step]
+            replay.momentum = None
+            values.append(replay.record(_advance(self, values[-1][0], replay)))
+        return values
+
+
+class _Replay:
+    """The counters of every member in a replay, and the momentum set this step."""
+
+    def __init__(self, base_lr: float) -> None:
+        self.base, self.clocks, self.momentum = base_lr, {}, None
+
+    def record(self, lr: float) -> tuple[float, float | None]:
+        return lr, self.momentum
+
+    def act(self, leaf: Schedule, lr: float, step: int, how: str) -> float:
+        """One member's update at its step `step`: 'initial', 'step' or 'restart'."""
+        self.clocks[id(leaf)] = step
+        if how == "restart":
+            lr = leaf.restart_lr(lr, self.base)
+        else:
+            lr = leaf.chain_lr(lr, step, self.base, initial=how == "initial")
+        if leaf.cycles_momentum:
+            self.momentum = leaf.momentum(step)
+        return lr
+
+
+def _construct(node: Schedule, lr: float, replay: _Replay) -> float:
+    """torch's constructors: members first, in order; a SequentialLR then resets the
+    lr to the base, moves every member one step back and starts its first member."""
+    if not isinstance(node, _Folded):
+        return replay.act(node, lr, 0, "initial")
+    for member in node.schedulers:
+        lr = _construct(member, lr, replay)
+    if isinstance(node, ChainedScheduler):
+        return lr
+    replay.clocks[id(node)] = 0
+    _undo(node, replay)
+    first = node.schedulers[bisect.bisect_right(node.milestones, 0)]
+    if isinstance(first, _Folded):  # its _initial_step() is a plain step()
+        return _advance(first, replay.base, replay)
+    return replay.act(first, replay.base, replay.clocks[id(first)] + 1, "initial")
+
+
+def _undo(node: _Folded, replay: _Replay) -> None:
+    for member in node.schedulers:
+        if isinstance(member, _Folded):
+            _undo(member, replay)
+        else:
+            replay.clocks[id(member)] -= 1
+
+
+def _advance(node: Schedule, lr: float, replay: _Replay) -> float:
+    """torch's step(): a member one step on; a chain steps all; a sequence, one."""
+    if not isinstance(node, _Folded):
+        return replay.act(node, lr, replay.clocks[id(node)] + 1, "step")
+    if isinstance(node, ChainedScheduler):
+        for member in node.schedulers:
+            lr = _advance(member, lr, replay)
+        return lr
+    now = replay.clocks[id(node)] = replay.clocks[id(node)] + 1
+    index = bisect.bisect_right(node.milestones, now)
+    if index and node.milestones[index - 1] == now:
+        return _restart(node.schedulers[index], lr, replay)
+    return _advance(node.schedulers[index], lr, replay)
+
+
+def _restart(node: Schedule, lr: float, replay: _Replay) -> float:
+    """torch's _update_lr(0) at a milestone (for a nested composite, where torch
+    raises, dualtrain restarts its members at step 0)."""
+    if not isinstance(node, _Folded):
+        return replay.act(node, lr, 0, "restart")
+    if isinstance(node, ChainedScheduler):
+        for member in node.schedulers:
+            lr = _restart(member, lr, replay)
+        return lr
+    replay.clocks[id(node)] = 0
+    return _restart(node.schedulers[bisect.bisect_right(node.milestones, 0)], lr, replay)
 
 
 class SequentialLR(_Folded):
@@ -95,23 +187,8 @@ class SequentialLR(_Folded):
     flavors = ("torch",)
 
     def __init__(self, schedulers, milestones) -> None:
-        super().__init__()
         self.schedulers = _members(self.name, schedulers)
         self.milestones = _milestones(self.name, milestones, self.schedulers)
-
-    def chain_lr(self, prev, step, base_lr, initial):
-        index = bisect.bisect_right(self.milestones, step)
-        member = self.schedulers[index]
-        if initial:  # torch resets the lr to the base before the first member starts
-            return member.chain_lr(base_lr, 0, base_lr, initial=True)
-        start = self.milestones[index - 1] if index else 0
-        if index and step == start:
-            return member.restart_lr(prev, base_lr)
-        return member.chain_lr(prev, step - start, base_lr, initial=False)
-
-    def momentum(self, step):
-        index = bisect.bisect_right(self.milestones, step)
-        return self.schedulers[index].momentum(step - (self.milestones[index - 1] if index else 0))
 
 
 class ChainedScheduler(_Folded):
@@ -121,13 +198,7 @@ class ChainedScheduler(_Folded):
     flavors = ("torch",)
 
     def __init__(self, schedulers) -> None:
-        super().__init__()
         self.schedulers = _members(self.name, schedulers)
-
-    def chain_lr(self, prev, step, base_lr, initial):
-        for member in self.schedulers:
-            prev = member.chain_lr(prev, step, base_lr, initial)
-        return prev
 
 
 class OneFlowSequentialLR(_Composite):

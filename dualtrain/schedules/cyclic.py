@@ -169,11 +169,20 @@ class OneCycleLR(Schedule):
         back = (float(2 * pct * self.total_steps) - 2, (peak, start), (lo, hi))
         return [warmup, back, (last, (start, floor), (hi, hi))]
 
-    def _anneal(self, pair: tuple[float, float], pct: float) -> float:
-        begin, end = pair
-        if self.anneal == "cos":
-            return end + (begin - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+    @staticmethod
+    def annealing_cos(begin: float, end: float, pct: float) -> float:
+        """Cosine from `begin` (pct 0) to `end` (pct 1), in torch's float order."""
+        return end + (begin - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+    @staticmethod
+    def annealing_linear(begin: float, end: float, pct: float) -> float:
+        """A straight line from `begin` (pct 0) to `end` (pct 1)."""
         return (end - begin) * pct + begin
+
+    def _anneal(self, pair: tuple[float, float], pct: float) -> float:
+        if self.anneal == "cos":
+            return self.annealing_cos(*pair, pct)
+        return self.annealing_linear(*pair, pct)
 
     def _phase_at(self, step: int):
         if step > self.total_steps:

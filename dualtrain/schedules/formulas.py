@@ -14,7 +14,7 @@ import math
 from collections import Counter
 
 from dualtrain.schedules import checks
-from dualtrain.schedules.base import Schedule
+from dualtrain.schedules.base import Chainable, Schedule
 
 
 class LambdaLR(Schedule):
@@ -31,8 +31,9 @@ class LambdaLR(Schedule):
         return base_lr * self.lr_lambda(step)
 
 
-class MultiplicativeLR(Schedule):
-    """lr = base_lr * lr_lambda(1) * ... * lr_lambda(step); no closed form."""
+class MultiplicativeLR(Chainable):
+    """lr = base_lr * lr_lambda(1) * ... * lr_lambda(step), multiplied in that order;
+    no closed form."""
 
     name = "MultiplicativeLR"
     native = ("torch",)
@@ -40,49 +41,52 @@ class MultiplicativeLR(Schedule):
 
     def __init__(self, lr_lambda) -> None:
         self.lr_lambda = checks.function(self.name, "lr_lambda", lr_lambda)
-        self._products = [1.0]  # products[k] = lr_lambda(1) * ... * lr_lambda(k)
-
-    def lr(self, step: int, base_lr: float) -> float:
-        while len(self._products) <= step:
-            self._products.append(self._products[-1] * self.lr_lambda(len(self._products)))
-        return base_lr * self._products[step]
 
     def chain_lr(self, prev, step, base_lr, initial):
         return prev if initial else prev * self.lr_lambda(step)
 
-    def restart_lr(self, prev, base_lr):
-        # torch has no closed form here, so step(0) multiplies by lr_lambda(0).
-        return prev * self.lr_lambda(0)
 
-
-class StepLR(Schedule):
+class StepLR(Chainable):
     """lr = base_lr * gamma ** (step // step_size)."""
 
     name = "StepLR"
+    flavors = ("torch",)
+    has_closed_form = True
 
     def __init__(self, step_size: int, gamma: float = 0.1) -> None:
         self.step_size = checks.integer(self.name, "step_size", step_size, minimum=1)
         self.gamma = checks.number(self.name, "gamma", gamma, low=0, low_open=True)
 
-    def lr(self, step, base_lr):
+    def closed_form_lr(self, step, base_lr):
         return base_lr * self.gamma ** (step // self.step_size)
 
     def chain_lr(self, prev, step, base_lr, initial):
         return prev * self.gamma if step and step % self.step_size == 0 else prev
 
 
-class MultiStepLR(Schedule):
+class OneFlowStepLR(StepLR):
+    """OneFlow computes the closed form; torch folds the chainable one (last-bit differences)."""
+
+    flavors = ("oneflow",)
+    float_order_twin = True
+
+    def lr(self, step, base_lr):
+        return self.closed_form_lr(step, base_lr)
+
+
+class MultiStepLR(Chainable):
     """lr = base_lr * gamma ** (milestones passed); torch counts a repeated one twice."""
 
     name = "MultiStepLR"
     flavors = ("torch",)
+    has_closed_form = True
 
     def __init__(self, milestones, gamma: float = 0.1) -> None:
         self.milestones = sorted(checks.int_list(self.name, "milestones", milestones))
         self.gamma = checks.number(self.name, "gamma", gamma, low=0, low_open=True)
         self._counts = Counter(self.milestones)
 
-    def lr(self, step, base_lr):
+    def closed_form_lr(self, step, base_lr):
         return base_lr * self.gamma ** bisect.bisect_right(self.milestones, step)
 
     def chain_lr(self, prev, step, base_lr, initial):
@@ -101,8 +105,11 @@ class OneFlowMultiStepLR(MultiStepLR):
             raise checks.fail(self.name, "milestones", "strictly increasing in OneFlow", values)
         super().__init__(values, gamma)
 
+    def lr(self, step, base_lr):
+        return self.closed_form_lr(step, base_lr)
 
-class ConstantLR(Schedule):
+
+class ConstantLR(Chainable):
     """lr = base_lr * factor before total_iters, base_lr after.
 
     torch: with total_iters=0 the factor stays forever (its chainable form never
@@ -112,6 +119,7 @@ class ConstantLR(Schedule):
 
     name = "ConstantLR"
     flavors = ("torch",)
+    has_closed_form = True
 
     def __init__(self, factor: float = 1.0 / 3, total_iters: int = 5) -> None:
         self.factor = checks.number(self.name, "factor", factor, low=0, high=1)
@@ -124,11 +132,6 @@ class ConstantLR(Schedule):
                 self.name, "factor", "> 0 when total_iters > 0 (torch divides by it)", 0
             )
 
-    def lr(self, step, base_lr):
-        if step < self.total_iters or self.total_iters == 0:
-            return base_lr * self.factor
-        return base_lr
-
     def chain_lr(self, prev, step, base_lr, initial):
         if step == 0:
             return prev * self.factor
@@ -136,8 +139,9 @@ class ConstantLR(Schedule):
             return prev
         return prev * (1.0 / self.factor)
 
-    def restart_lr(self, prev, base_lr):
-        return base_lr if self.total_iters == 0 else base_lr * self.factor
+    def closed_form_lr(self, step, base_lr):
+        # torch's order; with total_iters=0 it is the base (unlike the chainable form)
+        return base_lr * (self.factor + (step >= self.total_iters) * (1 - self.factor))
 
 
 class OneFlowConstantLR(ConstantLR):
@@ -152,11 +156,12 @@ class OneFlowConstantLR(ConstantLR):
         return base_lr * self.factor if step < self.total_iters else base_lr
 
 
-class LinearLR(Schedule):
+class LinearLR(Chainable):
     """lr ramps linearly from start_factor to end_factor x base_lr over total_iters."""
 
     name = "LinearLR"
     flavors = ("torch",)
+    has_closed_form = True
     start_low_open = True  # torch refuses start_factor=0
 
     def __init__(
@@ -168,12 +173,6 @@ class LinearLR(Schedule):
         self.end_factor = checks.number(self.name, "end_factor", end_factor, low=0, high=1)
         self.total_iters = checks.integer(self.name, "total_iters", total_iters, minimum=0)
 
-    def lr(self, step, base_lr):
-        if self.total_iters == 0:  # torch: the ramp never starts
-            return base_lr * self.start_factor
-        done = min(step, self.total_iters) / self.total_iters
-        return base_lr * (self.start_factor + (self.end_factor - self.start_factor) * done)
-
     def chain_lr(self, prev, step, base_lr, initial):
         if step == 0:
             return prev * self.start_factor
@@ -181,6 +180,12 @@ class LinearLR(Schedule):
             return prev
         slope = self.end_factor - self.start_factor
         return prev * (1.0 + slope / (self.total_iters * self.start_factor + (step - 1) * slope))
+
+    def closed_form_lr(self, step, base_lr):
+        if self.total_iters == 0:  # torch divides by zero here; its steps keep start_factor
+            return base_lr * self.start_factor
+        ramp = (self.end_factor - self.start_factor) * min(self.total_iters, step)
+        return base_lr * (self.start_factor + ramp / self.total_iters)
 
 
 class OneFlowLinearLR(LinearLR):
@@ -196,33 +201,46 @@ class OneFlowLinearLR(LinearLR):
         return base_lr * self.end_factor
 
 
-class ExponentialLR(Schedule):
+class ExponentialLR(Chainable):
     """lr = base_lr * gamma ** step."""
 
     name = "ExponentialLR"
+    flavors = ("torch",)
+    has_closed_form = True
 
     def __init__(self, gamma: float) -> None:
         self.gamma = checks.number(self.name, "gamma", gamma, low=0, low_open=True)
 
-    def lr(self, step, base_lr):
+    def closed_form_lr(self, step, base_lr):
         return base_lr * self.gamma**step
 
     def chain_lr(self, prev, step, base_lr, initial):
         return prev if initial else prev * self.gamma
 
 
-class PolynomialLR(Schedule):
+class OneFlowExponentialLR(ExponentialLR):
+    """OneFlow computes the closed form; torch folds the chainable one (last-bit differences)."""
+
+    flavors = ("oneflow",)
+    float_order_twin = True
+
+    def lr(self, step, base_lr):
+        return self.closed_form_lr(step, base_lr)
+
+
+class PolynomialLR(Chainable):
     """torch: lr = base_lr * (1 - min(step, total_iters) / total_iters) ** power, to 0."""
 
     name = "PolynomialLR"
     flavors = ("torch",)
+    has_closed_form = True
 
     def __init__(self, total_iters: int = 5, power: float = 1.0) -> None:
         self.total_iters = checks.integer(self.name, "total_iters", total_iters, minimum=0)
         self.power = checks.number(self.name, "power", power, low=0)
 
-    def lr(self, step, base_lr):
-        if self.total_iters == 0:  # torch leaves the lr alone then
+    def closed_form_lr(self, step, base_lr):
+        if self.total_iters == 0:  # torch divides by zero here; its steps leave the lr alone
             return base_lr
         return base_lr * (1.0 - min(self.total_iters, step) / self.total_iters) ** self.power
 
@@ -263,7 +281,7 @@ class OneFlowPolynomialLR(Schedule):
         return (base_lr - self.end_learning_rate) * factor + self.end_learning_rate
 
 
-class CosineAnnealingLR(Schedule):
+class CosineAnnealingLR(Chainable):
     """lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * step / T_max)) / 2.
 
     Past T_max both frameworks keep following the cosine: the lr climbs back
@@ -271,12 +289,14 @@ class CosineAnnealingLR(Schedule):
     """
 
     name = "CosineAnnealingLR"
+    flavors = ("torch",)
+    has_closed_form = True
 
     def __init__(self, T_max: int, eta_min: float = 0.0) -> None:
         self.T_max = checks.integer(self.name, "T_max", T_max, minimum=1)
         self.eta_min = checks.number(self.name, "eta_min", eta_min)
 
-    def lr(self, step, base_lr):
+    def closed_form_lr(self, step, base_lr):
         cosine = 1 + math.cos(math.pi * step / self.T_max)
         return self.eta_min + (base_lr - self.eta_min) * cosine / 2
 
@@ -289,6 +309,16 @@ class CosineAnnealingLR(Schedule):
             1 + math.cos(math.pi * (step - 1) / self.T_max)
         )
         return ratio * (prev - self.eta_min) + self.eta_min
+
+
+class OneFlowCosineAnnealingLR(CosineAnnealingLR):
+    """OneFlow computes the closed form; torch folds the chainable one (last-bit differences)."""
+
+    flavors = ("oneflow",)
+    float_order_twin = True
+
+    def lr(self, step, base_lr):
+        return self.closed_form_lr(step, base_lr)
 
 
 class CosineAnnealingWarmRestarts(Schedule):
@@ -313,7 +343,28 @@ class CosineAnnealingWarmRestarts(Schedule):
 
     def lr(self, step, base_lr):
         _, t_cur, t_i = self.cycle_position(step)
+        return self.cosine(t_cur, t_i, base_lr)
+
+    def cosine(self, t_cur: float, t_i: float, base_lr: float) -> float:
+        """The lr `t_cur` steps into a cycle of `t_i` steps (torch's get_lr)."""
         return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * t_cur / t_i)) / 2
+
+    def advance(self, t_cur: float, t_i: float) -> tuple[float, float]:
+        """(T_cur, T_i) one step on, as torch's `step()` moves them."""
+        t_cur += 1
+        if t_cur >= t_i:
+            t_cur, t_i = t_cur % t_i, t_i * self.T_mult
+        return t_cur, t_i
+
+    def position_at(self, epoch: float) -> tuple[float, float]:
+        """(T_cur, T_i) at a possibly fractional `epoch`, as torch's `step(epoch)` finds them."""
+        if epoch < self.T_0:
+            return epoch, self.T_0
+        if self.T_mult == 1:
+            return epoch % self.T_0, self.T_0
+        m = self.T_mult
+        n = int(math.log(epoch / self.T_0 * (m - 1) + 1, m))
+        return epoch - self.T_0 * (m**n - 1) / (m - 1), self.T_0 * m**n
 
 
 class OneFlowCosineAnnealingWarmRestarts(CosineAnnealingWarmRestarts):

@@ -68,27 +68,35 @@ class ReduceLROnPlateau:
 
     def step(self, state: PlateauState, metric: float) -> PlateauState:
         """The state after one `step(metric)`."""
+        state, reduce = self.observe(state, metric)
+        return replace(state, lrs=self.reduced(state.lrs)) if reduce else state
+
+    def observe(self, state: PlateauState, metric: float) -> tuple[PlateauState, bool]:
+        """The counters after `metric`, and whether the lrs are reduced at this step
+        (the lrs in the returned state are not reduced yet)."""
         metric = float(metric)
         best, bad, cooldown = state.best, state.num_bad_epochs + 1, state.cooldown_counter
         if self.is_better(metric, best):
             best, bad = metric, 0
         if cooldown > 0:
             cooldown, bad = cooldown - 1, 0
-        lrs = state.lrs
-        if bad > self.patience:
-            lrs, cooldown, bad = self._reduced(lrs), self.cooldown, 0
-        return replace(
+        reduce = bad > self.patience
+        if reduce:
+            cooldown, bad = self.cooldown, 0
+        new = replace(
             state,
-            lrs=lrs,
             best=best,
             num_bad_epochs=bad,
             cooldown_counter=cooldown,
             last_epoch=state.last_epoch + 1,
         )
+        return new, reduce
 
-    def _reduced(self, lrs) -> tuple[float, ...]:
+    def reduced(self, lrs, min_lrs=None) -> tuple[float, ...]:
+        """Each lr times `factor`, not below its floor; kept where the change is <= eps."""
         out = []
-        for old, floor in zip(lrs, self.min_lrs, strict=True):
+        floors = self.min_lrs if min_lrs is None else min_lrs
+        for old, floor in zip(lrs, floors, strict=True):
             new = max(old * self.factor, floor)
             out.append(new if old - new > self.eps else old)
         return tuple(out)
