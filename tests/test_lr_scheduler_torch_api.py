@@ -19,6 +19,7 @@ import torch
 
 import dualtrain.lr_scheduler as D
 from dualtrain.errors import ConfigError
+from dualtrain.schedules import build_schedule
 
 T = torch.optim.lr_scheduler
 
@@ -422,3 +423,47 @@ def test_a_scheduler_deep_copies_and_a_torch_style_subclass_works():
     opt.step()
     halve.step()
     assert lrs(opt) == [0.5] and math.isclose(halve.get_last_lr()[0], 0.5)
+
+
+# --- the pure schedule of the torch flavour is torch's trajectory, bit for bit ----------------
+
+
+TRAJECTORIES = {
+    "ExponentialLR": ({"gamma": 0.93}, lambda o: T.ExponentialLR(o, 0.93)),
+    "LinearLR": (
+        {"start_factor": 0.13, "end_factor": 0.77, "total_iters": 9},
+        lambda o: T.LinearLR(o, 0.13, 0.77, 9),
+    ),
+    "PolynomialLR": ({"total_iters": 11, "power": 1.7}, lambda o: T.PolynomialLR(o, 11, 1.7)),
+    "CosineAnnealingLR": (
+        {"T_max": 7, "eta_min": 0.003},
+        lambda o: T.CosineAnnealingLR(o, 7, 0.003),
+    ),
+    "MultiplicativeLR": (
+        {"lr_lambda": "0.97 if epoch % 2 else 0.91"},
+        lambda o: T.MultiplicativeLR(o, lambda e: 0.97 if e % 2 else 0.91),
+    ),
+    "ChainedScheduler": (
+        {"schedulers": [{"name": "ExponentialLR", "kwargs": {"gamma": 0.9}},
+                        {"name": "StepLR", "kwargs": {"step_size": 3, "gamma": 0.5}}]},
+        lambda o: T.ChainedScheduler([T.ExponentialLR(o, 0.9), T.StepLR(o, 3, 0.5)]),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", TRAJECTORIES)
+def test_the_pure_torch_schedule_is_torchs_own_trajectory(name):
+    kwargs, make = TRAJECTORIES[name]
+    want = run(make, 39, lrs=(0.123,))
+    [schedule] = build_schedule(name, "torch", kwargs)
+    assert [[schedule.lr(t, 0.123)] for t in range(40)] == want
+
+
+def test_the_fold_is_not_the_closed_form():
+    # by hand: torch multiplies the lr it holds, 0.01 * 0.8 * 0.8 = 0.0064 in floats,
+    # while the closed form 0.01 * 0.8 ** 2 rounds to 0.006400000000000001
+    [schedule] = build_schedule("ExponentialLR", "torch", {"gamma": 0.8})
+    assert schedule.lr(2, 0.01) == 0.01 * 0.8 * 0.8 == 0.0064
+    assert schedule.closed_form_lr(2, 0.01) == 0.01 * 0.8**2 != 0.0064
+    [oneflow] = build_schedule("ExponentialLR", "oneflow", {"gamma": 0.8})
+    assert oneflow.lr(2, 0.01) == 0.01 * 0.8**2  # OneFlow computes the closed form

@@ -383,4 +383,22 @@ def scheduled_class(name: str) -> type[LRScheduler]:
     if name in EXPLICIT:
         return EXPLICIT[name]
     doc = f"`{name}` with torch's arguments (OneFlow's with flavor='oneflow')."
-    return type(name, (Scheduled,), {"schedule_name": name, "__doc__": doc, "__module__": __name__})
+    cls = type(name, (Scheduled,), {"schedule_name": name, "__doc__": doc, "__module__": __name__})
+    cls.__signature__ = _signature(schedule_class(name, "torch"))  # what help() shows
+    return cls
+
+
+def _signature(cls: type) -> inspect.Signature:
+    """optimizer, the schedule's own arguments, then torch's and OneFlow's extras."""
+    own = [p for n, p in inspect.signature(cls.__init__).parameters.items() if n != "self"]
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    return inspect.Signature(
+        [
+            inspect.Parameter("optimizer", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+            *(p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in own),
+            inspect.Parameter("last_epoch", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=-1),
+            inspect.Parameter("verbose", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=False),
+            inspect.Parameter("flavor", keyword, default="torch"),
+            inspect.Parameter("last_step", keyword, default=None),
+        ]
+    )
