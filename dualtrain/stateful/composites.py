@@ -15,14 +15,13 @@ from typing import Any
 
 from dualtrain.errors import ConfigError, ConfigTypeError
 from dualtrain.stateful.base import LRScheduler
+from dualtrain.stateful.plateau import ReduceLROnPlateau
 from dualtrain.stateful.values import copy_value, param_groups, set_value
 
 
 def _check_members(owner: str, members: Any, optimizer: Any) -> list:
     if not isinstance(members, (list, tuple)) or not members:
         raise ConfigError(f"{owner}: schedulers must be a non-empty list, got {members!r}")
-    from dualtrain.stateful.plateau import ReduceLROnPlateau
-
     for index, member in enumerate(members):
         if not hasattr(member, "optimizer"):
             raise ConfigTypeError(

@@ -14,7 +14,7 @@ import warnings
 import weakref
 from typing import Any
 
-from dualtrain.errors import ConfigTypeError
+from dualtrain.errors import ConfigError, ConfigTypeError
 
 #: torch's documentation section on the order of optimizer and scheduler steps.
 ORDER_DOCS = "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate"
@@ -91,8 +91,6 @@ def formatted(owner: str, name: str, value: Any, n_groups: int) -> list:
     """One copied value per group from a value or a list of them, as torch formats them."""
     if isinstance(value, (list, tuple)):
         if len(value) != n_groups:
-            from dualtrain.errors import ConfigError
-
             raise ConfigError(
                 f"{owner}: {name} must have one value per param group ({n_groups}), "
                 f"got {len(value)}: {list(value)!r}"
