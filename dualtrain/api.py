@@ -42,6 +42,7 @@ def fit(
     weights: Mapping[str, Any] | None = None,
     backend: str = "numpy",
     mode: str = "eager",
+    tensorboard: str | os.PathLike | None = None,
     **options: Any,
 ) -> loop.Run:
     """Train `model` on arrays `x`, `y`; returns the run (trajectory and final state).
@@ -58,10 +59,33 @@ def fit(
             optimizer, lr, momentum, weight_decay, ..., groups, scheduler,
             scheduler_args, flavor, interval, metric, epochs, batch_size,
             shuffle, drop_last, seed, dtype, device.
+        tensorboard: a folder: the run is also written there as TensorBoard scalars
+            (run `<backend>-<mode>`; needs `pip install 'dualtrain[tensorboard]'`).
     """
     config = run_config(backend=backend, mode=mode, **options)
     train, validation = _datasets(model, x, y, val)
-    return loop.train_engine(config, model, train, validation, weights=_arrays(weights))
+    _require_tensorboard(tensorboard)
+    run = loop.train_engine(config, model, train, validation, weights=_arrays(weights))
+    if tensorboard is not None:
+        from dualtrain.tensorboard import run_name, write_runs
+
+        write_runs(tensorboard, {run_name(config.engine): run.trajectory})
+    return run
+
+
+def _require_tensorboard(directory: str | os.PathLike | None) -> None:
+    if directory is not None:
+        from dualtrain.tensorboard import require
+
+        require()
+
+
+def _tensorboard_comparison(directory, comparison: _compare.Comparison) -> _compare.Comparison:
+    if directory is not None:
+        from dualtrain.tensorboard import comparison_runs, write_runs
+
+        write_runs(directory, comparison_runs(comparison))
+    return comparison
 
 
 def compare(
@@ -75,15 +99,19 @@ def compare(
     weights: Mapping[str, Any] | None = None,
     rtol: float = _compare.RTOL,
     atol: float = _compare.ATOL,
+    tensorboard: str | os.PathLike | None = None,
     **options: Any,
 ) -> _compare.Comparison:
     """Train on every backend x mode from the same weights and batches; judge each
-    against the first engine. Same options as `fit`; `.passed` says whether all agree."""
+    against the first engine. Same options as `fit` (`tensorboard`: one run per
+    engine); `.passed` says whether all agree."""
     config = run_config(**options)
     train, validation = _datasets(model, x, y, val)
-    return _compare.compare(
+    _require_tensorboard(tensorboard)
+    result = _compare.compare(
         config, model, train, validation, list(backends), list(modes), _arrays(weights), rtol, atol
     )
+    return _tensorboard_comparison(tensorboard, result)
 
 
 def port(
@@ -99,6 +127,7 @@ def port(
     val: tuple[Any, Any] | None = None,
     rtol: float = _compare.RTOL,
     atol: float = _compare.ATOL,
+    tensorboard: str | os.PathLike | None = None,
     **options: Any,
 ) -> _compare.Comparison:
     """Train your own torch module on every engine; judge each against torch eager.
@@ -116,6 +145,7 @@ def port(
         engines: "backend/mode" names; torch eager is the reference.
         loss: "mse" or "cross_entropy"; default from y (int: cross_entropy).
         dropout: "shared" (every engine applies the core's masks) or "native".
+        tensorboard: a folder for TensorBoard scalars, one run per engine (as `fit`).
         **options: the training options of `fit` (optimizer, lr, scheduler, epochs, ...);
             dtype defaults to float32 here (torch eager in float64 is the reference).
 
@@ -131,7 +161,9 @@ def port(
     described = UserModule(
         source, kind, tuple(train.x.shape[1:]), input_kind_of(train.x), target, dropout
     )
-    return _port.port_check(described, config, train, validation, engines, rtol, atol)
+    _require_tensorboard(tensorboard)
+    result = _port.port_check(described, config, train, validation, engines, rtol, atol)
+    return _tensorboard_comparison(tensorboard, result)
 
 
 def module_source(model: Any, init: Mapping[str, Any] | None = None) -> ModuleSource:

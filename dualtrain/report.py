@@ -21,7 +21,9 @@ def write_report(
 ) -> Path:
     """Write trajectories, plots and `report.md` into `out`; returns the report's path.
 
-    `machine_readable` adds `report.json` (see `summary`) and `divergence.png`.
+    The pictures, in the report's order: `divergence.png` (how far each engine is
+    from the reference, per step, against its tolerance; when two engines ran),
+    `loss.png`, `lr.png`. `machine_readable` adds `report.json` (see `summary`).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -34,9 +36,7 @@ def write_report(
     missing = None
     if plots:
         try:
-            images = _plots(comparison, out)
-            if machine_readable:
-                images.append(_divergence_plot(comparison, out))
+            images = _plots(comparison, out, title)
         except ConfigError as exc:  # no matplotlib: the report and trajectories still count
             missing = str(exc)
     path = out / "report.md"
@@ -95,23 +95,67 @@ def render(comparison: Comparison, title: str, images: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _plots(comparison: Comparison, out: Path) -> list[str]:
-    from dualtrain.plots import plot_lines
+def _plots(comparison: Comparison, out: Path, title: str) -> list[str]:
+    """Draw the report's pictures into `out`; their file names, most telling first."""
+    from dualtrain.plots import divergence_figure, loss_figure, lr_figure, save
 
     ran = [r for r in comparison.results if r.run is not None]
-    lrs = {
-        f"{r.engine} group {g}": r.run.trajectory.lrs(g)
-        for g in range(ran[0].run.trajectory.n_groups)
-        for r in ran
-    }
-    plot_lines(out / "lr.png", lrs, "step", "learning rate", "lr per group")
-    losses = {r.engine: r.run.trajectory.losses for r in ran}
-    plot_lines(out / "loss.png", losses, "step", "train loss", "loss per step", "log")
-    return ["lr.png", "loss.png"]
+    names = []
+    series = divergences(comparison)
+    if series:
+        what = f"relative loss difference per step, against {comparison.reference}: {title}"
+        save(divergence_figure({"": series}, what), out / "divergence.png")
+        names.append("divergence.png")
+    losses = {r.engine: (_steps(r), r.run.trajectory.losses) for r in ran}
+    save(loss_figure(losses, f"train loss per step: {title}"), out / "loss.png")
+    trajectories = {r.engine: r.run.trajectory for r in ran}
+    lrs = {e: [t.lrs(g) for g in range(t.n_groups)] for e, t in trajectories.items()}
+    save(lr_figure(_steps(ran[0]), lrs, f"lr per param group: {title}"), out / "lr.png")
+    return [*names, "loss.png", "lr.png"]
+
+
+def _steps(result: EngineResult) -> list[int]:
+    return [s["step"] for s in result.run.trajectory.steps]
+
+
+def relative_divergence(
+    reference: list[float], losses: list[float], rtol: float, atol: float, slack: float = 0.0
+) -> tuple[list[float], list[float]]:
+    """Per step, |loss - reference| / |reference| and the same ratio for the
+    difference the comparison allows there (atol + slack + rtol * |reference|,
+    the rule of `comparison._judge`)."""
+    ref = np.asarray(reference, np.float64)
+    scale = np.maximum(np.abs(ref), np.finfo(np.float64).tiny)
+    differences = np.abs(np.asarray(losses, np.float64) - ref) / scale
+    limits = (atol + slack + rtol * np.abs(ref)) / scale
+    return differences.tolist(), limits.tolist()
+
+
+def divergences(comparison: Comparison) -> list:
+    """Each engine's `plots.Divergence` from the reference (engines whose step
+    count differs from the reference's are left out: they failed on that)."""
+    from dualtrain.plots import Divergence
+
+    ran = [r for r in comparison.results if r.run is not None]
+    if not ran:
+        return []
+    reference = ran[0].run.trajectory.losses
+    out = []
+    for r in ran[1:]:
+        losses = r.run.trajectory.losses
+        if len(losses) != len(reference):
+            continue
+        differences, limits = relative_divergence(
+            reference, losses, comparison.rtol, comparison.atol, r.loss_slack
+        )
+        steps = _steps(r)
+        first = None if r.first_divergence is None else steps[r.first_divergence]
+        out.append(Divergence(r.engine, steps, differences, limits, first))
+    return out
 
 
 def result_word(comparison: Comparison, r: EngineResult) -> str:
-    """"reference", "pass", "fail" or "skipped"."""
+    """ "reference", "pass", "fail" or "skipped"."""
     if r.run is None:
         return "skipped"
     if r.engine == comparison.reference:
@@ -149,24 +193,3 @@ def summary(comparison: Comparison) -> dict:
         "excluded_from_final_weights": list(comparison.excluded),
         "notes": list(comparison.notes),
     }
-
-
-def _divergence_plot(comparison: Comparison, out: Path) -> str:
-    """Per step, each engine's |loss - reference| / |reference| on a log scale, with
-    the tolerance it was judged by as a dashed line of the same colour."""
-    from dualtrain.plots import plot_divergence
-
-    ran = [r for r in comparison.results if r.run is not None]
-    ref = np.abs(np.asarray(ran[0].run.trajectory.losses, np.float64))
-    ref_losses = np.asarray(ran[0].run.trajectory.losses, np.float64)
-    scale = np.maximum(ref, np.finfo(np.float64).tiny)
-    lines, limits = {}, {}
-    for r in ran[1:]:
-        losses = np.asarray(r.run.trajectory.losses, np.float64)
-        if losses.shape != ref_losses.shape:
-            continue
-        lines[r.engine] = (np.abs(losses - ref_losses) / scale).tolist()
-        allowed = comparison.atol + r.loss_slack + comparison.rtol * ref
-        limits[r.engine] = (allowed / scale).tolist()
-    plot_divergence(out / "divergence.png", lines, limits, f"against {comparison.reference}")
-    return "divergence.png"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dualtrain.comparison import _engine_config, engines
+from dualtrain.comparison import ATOL, RTOL, EngineResult, _engine_config, _judge, engines
 from dualtrain.data import Dataset
 from dualtrain.errors import CapabilityError, ConfigError
 from dualtrain.loop import Run, RunConfig, train_engine, with_overrides
@@ -116,3 +116,28 @@ def sweep(
     if not runs:
         raise ConfigError(f"no engine could run the sweep: {skipped}")
     return Sweep(list(lrs), runs, skipped)
+
+
+def judged(
+    result: Sweep, rtol: float = RTOL, atol: float = ATOL
+) -> dict[float, list[EngineResult]]:
+    """Per lr, every engine's run judged against the first engine's run at that lr
+    by the comparison's own rule (`comparison._judge`: per-step losses and final
+    parameters within rtol / atol, identical lrs). The sweep trains no extra run
+    in a lower precision, so a float32 engine gets no drift floor here.
+
+    Returns:
+        {lr: [reference EngineResult, then the others, judged]}.
+    """
+    out = {}
+    for lr in result.lrs:
+        runs = [EngineResult(r.engine, run=r.run) for r in result.runs if r.lr == lr]
+        for other in runs[1:]:
+            _judge(runs[0], other, rtol, atol)
+        out[lr] = runs
+    return out
+
+
+def engines_agree(verdicts: dict[float, list[EngineResult]]) -> bool:
+    """Whether every engine passed against the first at every lr."""
+    return all(r.passed for results in verdicts.values() for r in results[1:])

@@ -40,7 +40,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"  note: {note}")
     title = f"dualtrain compare: {job.values.get('problem', 'data')} on {', '.join(backends)}"
     report = write_report(result, job.out, title)
-    plots = [report.parent / name for name in ("lr.png", "loss.png")]
+    plots = [report.parent / name for name in ("divergence.png", "loss.png", "lr.png")]
     shown = ", ".join(str(p) for p in plots if p.exists()) or "none: matplotlib is missing"
     print(f"report: {report} (plots: {shown})")
+    if job.values.get("tensorboard"):
+        from dualtrain.tensorboard import comparison_runs, write_runs
+
+        write_runs(job.values["tensorboard"], comparison_runs(result))
+        print(f"tensorboard: {job.values['tensorboard']} (one run per engine)")
     return 0 if result.passed else EXIT_DISAGREE

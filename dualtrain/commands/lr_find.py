@@ -31,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
     job = resolve(args, extra={"backend": str, "mode": str})
     if job.config.schedule.name:
         raise ConfigError("lr-find sets the lr itself: drop --scheduler")
+    if job.values.get("tensorboard"):
+        raise ConfigError("lr-find writes no TensorBoard runs: drop --tensorboard")
     config = job.config
     test = lr_find(
         config, job.model, job.train, job.weights, args.min_lr, args.max_lr, args.steps,

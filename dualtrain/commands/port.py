@@ -128,5 +128,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"first divergence: {first['engine']} at step {first['step']}")
     title = f"dualtrain port: {source.label}" + (f" against {against}" if against else "")
     report = write_report(result, job.out, title, machine_readable=True)
-    print(f"report: {report} (and report.json, loss.png, lr.png, divergence.png)")
+    print(f"report: {report} (and report.json, divergence.png, loss.png, lr.png)")
+    if job.values.get("tensorboard"):
+        from dualtrain.tensorboard import comparison_runs, write_runs
+
+        write_runs(job.values["tensorboard"], comparison_runs(result))
+        print(f"tensorboard: {job.values['tensorboard']} (one run per engine)")
     return 0 if result.passed else EXIT_DISAGREE

@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 from dualtrain.commands.training import add_training_options, names, resolve
+from dualtrain.comparison import ATOL, RTOL
 from dualtrain.errors import ConfigError
-from dualtrain.sweep import Sweep, parse_lrs, sweep
+from dualtrain.sweep import Sweep, engines_agree, judged, parse_lrs, sweep
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -42,6 +43,12 @@ def run(args: argparse.Namespace) -> int:
     (out / "sweep.json").write_text(json.dumps(_summary(result), indent=1))
     print(text)
     print(f"report: {out / 'sweep.md'}")
+    if job.values.get("tensorboard"):
+        from dualtrain.tensorboard import run_name, write_runs
+
+        runs = {run_name(r.engine, r.lr): r.run.trajectory for r in result.runs}
+        write_runs(job.values["tensorboard"], runs)
+        print(f"tensorboard: {job.values['tensorboard']} (one run per engine and lr)")
     return 0
 
 
@@ -72,6 +79,7 @@ def render(result: Sweep) -> str:
             + "; ".join(f"{e}: {result.ranking(e)}" for e in result.engines())
         )
         lines.append(verdict)
+        lines.append(_agreement_note(result.engines(), engines_agree(judged(result))))
     return "\n".join(lines)
 
 
@@ -86,18 +94,71 @@ def _summary(result: Sweep) -> dict:
 
 
 def _plots(result: Sweep, out: Path) -> list[str]:
-    from dualtrain.plots import plot_lines
+    """sweep-divergence.png (several engines), sweep-loss.png, sweep-lr.png (a schedule)."""
+    from dualtrain import plots
+    from dualtrain.report import relative_divergence
 
-    def lines(values) -> dict[str, list[float]]:
-        return {f"{r.engine} lr={r.lr:g}": values(r.run.trajectory) for r in result.runs}
-
+    verdicts = judged(result)
+    agree = engines_agree(verdicts)
+    engines = result.engines()
     try:
-        plot_lines(out / "sweep-loss.png", lines(lambda t: t.losses), "step", "train loss",
-                   yscale="log")  # fmt: skip
+        names = []
+        panels = {}
+        for lr, results in verdicts.items():
+            ref = results[0].run.trajectory
+            series = []
+            for r in results[1:]:
+                t = r.run.trajectory
+                if len(t.losses) != len(ref.losses):
+                    continue
+                diffs, limits = relative_divergence(ref.losses, t.losses, RTOL, ATOL)
+                steps = [s["step"] for s in t.steps]
+                first = None if r.first_divergence is None else steps[r.first_divergence]
+                series.append(plots.Divergence(r.engine, steps, diffs, limits, first))
+            if series:
+                panels[f"lr={lr:g}"] = series
+        if panels:
+            title = f"relative loss difference per step, against {engines[0]}, per lr"
+            plots.save(plots.divergence_figure(panels, title), out / "sweep-divergence.png")
+            names.append("sweep-divergence.png")
+        curves = [
+            plots.EpochCurve(
+                r.lr,
+                r.engine,
+                [e["train_loss"] for e in r.run.trajectory.epochs],
+                None
+                if r.final_val_loss is None
+                else [e["val_loss"] for e in r.run.trajectory.epochs],
+            )
+            for r in result.runs
+        ]
+        note = _agreement_note(engines, agree)
+        title = f"sweep of {len(result.lrs)} lrs on {', '.join(engines)}"
+        figure = plots.sweep_loss_figure(curves, not agree, title, note)
+        plots.save(figure, out / "sweep-loss.png")
+        names.append("sweep-loss.png")
         if any(len({s["lr"][0] for s in r.run.trajectory.steps}) > 1 for r in result.runs):
-            plot_lines(out / "sweep-lr.png", lines(lambda t: t.lrs(0)), "step", "learning rate",
-                       yscale="log")  # fmt: skip
-            return ["sweep-loss.png", "sweep-lr.png"]
+            lines = {
+                f"{lr:g}": {
+                    r.engine: [r.run.trajectory.lrs(g) for g in range(r.run.trajectory.n_groups)]
+                    for r in result.runs
+                    if r.lr == lr
+                }
+                for lr in result.lrs
+            }
+            steps = [s["step"] for s in result.runs[0].run.trajectory.steps]
+            figure = plots.lr_figure(steps, {}, "lr per step, one line per swept lr", lines)
+            plots.save(figure, out / "sweep-lr.png")
+            names.append("sweep-lr.png")
     except ConfigError:  # no matplotlib: the table still counts
         return []
-    return ["sweep-loss.png"]
+    return names
+
+
+def _agreement_note(engines: list[str], agree: bool) -> str:
+    if len(engines) == 1:
+        return ""
+    rule = f"rtol {RTOL:g} / atol {ATOL:g}"
+    if agree:
+        return f"all engines agree ({rule}): one line per lr"
+    return f"the engines differ ({rule}): one line per engine"

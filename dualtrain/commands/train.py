@@ -47,4 +47,11 @@ def run(args: argparse.Namespace) -> int:
         + (f", validation loss {val:.6g}" if val is not None else "")
     )
     print(f"trajectory: {csv_path} and {json_path}")
+    if job.values.get("tensorboard"):
+        from dualtrain.tensorboard import run_name, write_runs
+
+        (folder,) = write_runs(
+            job.values["tensorboard"], {run_name(config.engine): result.trajectory}
+        )
+        print(f"tensorboard: {folder}")
     return 0

@@ -43,6 +43,7 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "out": str,
     "save_every": int,
     "keep": int,
+    "tensorboard": str,
 }
 
 
@@ -93,6 +94,12 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drop-last", action="store_true", default=None)
     p.add_argument("--val-fraction", type=float, help="share of rows held out for validation")
     p.add_argument("--out", help="directory for the trajectory, report and plots")
+    p.add_argument(
+        "--tensorboard",
+        metavar="DIR",
+        help="also write each engine's run as TensorBoard scalars under DIR (needs the "
+        "tensorboard extra)",
+    )
 
 
 @dataclass
@@ -116,6 +123,7 @@ def names(text: str) -> list[str]:
 
 # What may differ between a checkpoint's run and the command that resumes it.
 MAY_CHANGE_ON_RESUME = ("epochs", "out", "backend", "mode", "device", "save_every", "keep")
+MAY_CHANGE_ON_RESUME += ("tensorboard",)
 
 
 def resolve(
@@ -150,6 +158,10 @@ def resolve(
         flag = getattr(args, key, None)
         if flag is not None and key not in ("options", "args", "groups"):
             values[key] = flag
+    if values.get("tensorboard"):  # before any data is read or a step trained
+        from dualtrain.tensorboard import require
+
+        require()
     options = dict(values.get("options", {}))
     for key, flag in (
         ("momentum", args.momentum),
