@@ -97,21 +97,31 @@ def render(comparison: Comparison, title: str, images: list[str]) -> str:
 
 def _plots(comparison: Comparison, out: Path, title: str) -> list[str]:
     """Draw the report's pictures into `out`; their file names, most telling first."""
-    from dualtrain.plots import divergence_figure, loss_figure, lr_figure, save
+    from dualtrain.plots import save
+
+    drawn = figures(comparison, title)
+    for name, figure in drawn.items():
+        save(figure, out / name)
+    return list(drawn)
+
+
+def figures(comparison: Comparison, title: str) -> dict:
+    """The report's matplotlib Figures by file name, in the report's order:
+    divergence.png (when two engines ran), loss.png, lr.png."""
+    from dualtrain.plots import divergence_figure, loss_figure, lr_figure
 
     ran = [r for r in comparison.results if r.run is not None]
-    names = []
+    drawn = {}
     series = divergences(comparison)
     if series:
         what = f"relative loss difference per step, against {comparison.reference}: {title}"
-        save(divergence_figure({"": series}, what), out / "divergence.png")
-        names.append("divergence.png")
+        drawn["divergence.png"] = divergence_figure({"": series}, what)
     losses = {r.engine: (_steps(r), r.run.trajectory.losses) for r in ran}
-    save(loss_figure(losses, f"train loss per step: {title}"), out / "loss.png")
+    drawn["loss.png"] = loss_figure(losses, f"train loss per step: {title}")
     trajectories = {r.engine: r.run.trajectory for r in ran}
     lrs = {e: [t.lrs(g) for g in range(t.n_groups)] for e, t in trajectories.items()}
-    save(lr_figure(_steps(ran[0]), lrs, f"lr per param group: {title}"), out / "lr.png")
-    return [*names, "loss.png", "lr.png"]
+    drawn["lr.png"] = lr_figure(_steps(ran[0]), lrs, f"lr per param group: {title}")
+    return drawn
 
 
 def _steps(result: EngineResult) -> list[int]:

@@ -94,65 +94,69 @@ def _summary(result: Sweep) -> dict:
 
 
 def _plots(result: Sweep, out: Path) -> list[str]:
-    """sweep-divergence.png (several engines), sweep-loss.png, sweep-lr.png (a schedule)."""
+    from dualtrain.plots import save
+
+    try:
+        drawn = figures(result)
+    except ConfigError:  # no matplotlib: the table still counts
+        return []
+    for name, figure in drawn.items():
+        save(figure, out / name)
+    return list(drawn)
+
+
+def figures(result: Sweep) -> dict:
+    """The sweep's Figures by file name: sweep-divergence.png (several engines),
+    sweep-loss.png, sweep-lr.png (when the lr is scheduled)."""
     from dualtrain import plots
     from dualtrain.report import relative_divergence
 
     verdicts = judged(result)
     agree = engines_agree(verdicts)
     engines = result.engines()
-    try:
-        names = []
-        panels = {}
-        for lr, results in verdicts.items():
-            ref = results[0].run.trajectory
-            series = []
-            for r in results[1:]:
-                t = r.run.trajectory
-                if len(t.losses) != len(ref.losses):
-                    continue
-                diffs, limits = relative_divergence(ref.losses, t.losses, RTOL, ATOL)
-                steps = [s["step"] for s in t.steps]
-                first = None if r.first_divergence is None else steps[r.first_divergence]
-                series.append(plots.Divergence(r.engine, steps, diffs, limits, first))
-            if series:
-                panels[f"lr={lr:g}"] = series
-        if panels:
-            title = f"relative loss difference per step, against {engines[0]}, per lr"
-            plots.save(plots.divergence_figure(panels, title), out / "sweep-divergence.png")
-            names.append("sweep-divergence.png")
-        curves = [
-            plots.EpochCurve(
-                r.lr,
-                r.engine,
-                [e["train_loss"] for e in r.run.trajectory.epochs],
-                None
-                if r.final_val_loss is None
-                else [e["val_loss"] for e in r.run.trajectory.epochs],
-            )
-            for r in result.runs
-        ]
-        note = _agreement_note(engines, agree)
-        title = f"sweep of {len(result.lrs)} lrs on {', '.join(engines)}"
-        figure = plots.sweep_loss_figure(curves, not agree, title, note)
-        plots.save(figure, out / "sweep-loss.png")
-        names.append("sweep-loss.png")
-        if any(len({s["lr"][0] for s in r.run.trajectory.steps}) > 1 for r in result.runs):
-            lines = {
-                f"{lr:g}": {
-                    r.engine: [r.run.trajectory.lrs(g) for g in range(r.run.trajectory.n_groups)]
-                    for r in result.runs
-                    if r.lr == lr
-                }
-                for lr in result.lrs
+    drawn = {}
+    panels = {}
+    for lr, results in verdicts.items():
+        ref = results[0].run.trajectory
+        series = []
+        for r in results[1:]:
+            t = r.run.trajectory
+            if len(t.losses) != len(ref.losses):
+                continue
+            diffs, limits = relative_divergence(ref.losses, t.losses, RTOL, ATOL)
+            steps = [s["step"] for s in t.steps]
+            first = None if r.first_divergence is None else steps[r.first_divergence]
+            series.append(plots.Divergence(r.engine, steps, diffs, limits, first))
+        if series:
+            panels[f"lr={lr:g}"] = series
+    if panels:
+        title = f"relative loss difference per step, against {engines[0]}, per lr"
+        drawn["sweep-divergence.png"] = plots.divergence_figure(panels, title)
+    curves = [
+        plots.EpochCurve(
+            r.lr,
+            r.engine,
+            [e["train_loss"] for e in r.run.trajectory.epochs],
+            None if r.final_val_loss is None else [e["val_loss"] for e in r.run.trajectory.epochs],
+        )
+        for r in result.runs
+    ]
+    note = _agreement_note(engines, agree)
+    title = f"sweep of {len(result.lrs)} lrs on {', '.join(engines)}"
+    drawn["sweep-loss.png"] = plots.sweep_loss_figure(curves, not agree, title, note)
+    if any(len({s["lr"][0] for s in r.run.trajectory.steps}) > 1 for r in result.runs):
+        lines = {
+            f"{lr:g}": {
+                r.engine: [r.run.trajectory.lrs(g) for g in range(r.run.trajectory.n_groups)]
+                for r in result.runs
+                if r.lr == lr
             }
-            steps = [s["step"] for s in result.runs[0].run.trajectory.steps]
-            figure = plots.lr_figure(steps, {}, "lr per step, one line per swept lr", lines)
-            plots.save(figure, out / "sweep-lr.png")
-            names.append("sweep-lr.png")
-    except ConfigError:  # no matplotlib: the table still counts
-        return []
-    return names
+            for lr in result.lrs
+        }
+        steps = [s["step"] for s in result.runs[0].run.trajectory.steps]
+        title = "lr per step, one line per swept lr"
+        drawn["sweep-lr.png"] = plots.lr_figure(steps, {}, title, lines)
+    return drawn
 
 
 def _agreement_note(engines: list[str], agree: bool) -> str:
