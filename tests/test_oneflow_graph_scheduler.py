@@ -47,7 +47,7 @@ def _probe(n):
 
 
 def _schedulers(weights):
-    """(scheduler, its optimizer) for each kind the graph cannot run natively."""
+    """One scheduler of each kind OneFlow's graph refuses or has no class for."""
     w = iter(weights)
     lambdas = flow.optim.SGD([{"params": [next(w)], "lr": 0.1}, {"params": [next(w)], "lr": 0.3}])
     chained = flow.optim.SGD([next(w)], lr=0.2)
@@ -90,7 +90,7 @@ def applied_and_eager(resume_at: int, heartbeat=None) -> tuple[np.ndarray, np.nd
     # Wrapping neither steps the scheduler nor touches the optimizer's lrs.
     checks = [
         before == [_lrs(s.optimizer) for s in schedulers],
-        [s.last_epoch for s in schedulers] == [resume_at] * len(schedulers),
+        [lr_sch.first_step for lr_sch in wrapped] == [resume_at] * len(wrapped),
     ]
 
     class UsersGraph(flow.nn.Graph):  # as a user writes one: their module, their optimizers

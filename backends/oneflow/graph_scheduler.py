@@ -211,8 +211,13 @@ def _copy_on_stand_in(scheduler: Any) -> Any:
 
 
 def _steps_taken(scheduler: Any) -> int:
-    """The scheduler's step counter, under torch's name or OneFlow's."""
-    return int(getattr(scheduler, "last_epoch", getattr(scheduler, "last_step", 0)))
+    """The scheduler's step counter, under torch's name or OneFlow's; torch's
+    ChainedScheduler keeps none of its own, only its members do."""
+    for name in ("last_epoch", "last_step"):
+        if isinstance(getattr(scheduler, name, None), numbers.Integral):
+            return int(getattr(scheduler, name))
+    members = getattr(scheduler, "_schedulers", None) or [None]
+    return _steps_taken(members[0]) if members[0] is not None else 0
 
 
 def _momentum(group: dict) -> tuple:
