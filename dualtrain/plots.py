@@ -37,13 +37,13 @@ def _pyplot() -> Any:
     return plt
 
 
-def _new_figure(rows: int = 1, height: float = 4.0) -> tuple[Any, list[Any]]:
-    """A pyplot-free Figure with `rows` stacked axes sharing x."""
+def _new_figure(rows: int = 1, height: float = 4.0, sharey: bool = False) -> tuple[Any, list[Any]]:
+    """A pyplot-free Figure with `rows` stacked axes sharing x (and y if asked)."""
     _pyplot()  # the one-line error when matplotlib is missing
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(8, height if rows == 1 else 1.0 + 2.6 * rows))
-    axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
+    axes = fig.subplots(rows, 1, sharex=True, sharey=sharey, squeeze=False)[:, 0]
     return fig, list(axes)
 
 
@@ -97,13 +97,20 @@ def plot_schedule(path: str | Path, name: str, runs: list[Any]) -> Path:
     target = _target(path)
     with_momentum = any(r.momentum is not None for r in runs)
     fig, axes = _new_figure(2 if with_momentum else 1, height=4)
+    fig.set_size_inches(8, 6 if with_momentum else 4)
     styles = {"torch": "-", "oneflow": "--"}
     for run in runs:
         label = f"{run.flavor} " if len(runs) > 1 else ""
-        for g, values in enumerate(run.lrs):
-            axes[0].plot(values, styles.get(run.flavor, "-"), label=f"{label}group {g}")
-        for g, values in enumerate(run.momentum or []):
-            axes[1].plot(values, styles.get(run.flavor, "-"), label=f"{label}group {g}")
+        for row, series in enumerate((run.lrs, run.momentum or [])):
+            for g, values in enumerate(series):
+                axes[row].plot(
+                    values,
+                    styles.get(run.flavor, "-"),
+                    label=f"{label}group {g}",
+                    marker=ENGINE_STYLES[g % len(ENGINE_STYLES)][1],
+                    markevery=_markevery(len(values)),
+                    markersize=4,
+                )  # groups without colour
     axes[0].set_ylabel("learning rate")
     axes[0].set_title(name)
     if with_momentum:
@@ -173,17 +180,19 @@ def divergence_figure(panels: dict[str, list[Divergence]], title: str) -> Any:
         ['floor', 'difference:torch/eager', 'tolerance:torch/eager']
     """
     floor = zero_floor(panels)
-    fig, axes = _new_figure(len(panels))
+    any_zero = any(v == 0 for series in panels.values() for d in series for v in d.differences)
+    fig, axes = _new_figure(len(panels), sharey=True)
     engines = list(dict.fromkeys(d.engine for series in panels.values() for d in series))
     for ax, (name, series) in zip(axes, panels.items(), strict=True):
-        ax.axhline(
-            floor,
-            color="0.5",
-            linestyle=":",
-            linewidth=1,
-            gid="floor",
-            label=f"exact 0 (identical), drawn at {floor:.0e}",
-        )
+        if any_zero:  # otherwise the floor would only stretch the axis
+            ax.axhline(
+                floor,
+                color="0.5",
+                linestyle=":",
+                linewidth=1,
+                gid="floor",
+                label=f"exact 0 (identical), drawn at {floor:.0e}",
+            )
         shared = len({tuple(d.limits) for d in series}) == 1 and len(series) > 1
         for d in series:
             style = _style(engines.index(d.engine))
@@ -224,8 +233,12 @@ def divergence_figure(panels: dict[str, list[Divergence]], title: str) -> Any:
         if name:
             ax.set_title(name, fontsize=9, loc="left")
         ax.grid(alpha=0.3, which="major")
-        ax.legend(fontsize=7)
-    axes[0].set_title(title, fontsize=10)
+        if ax is axes[0] or any(d.first_divergence is not None for d in series):
+            ax.legend(fontsize=7)  # the styles are the same in every panel
+    if len(axes) > 1:
+        fig.suptitle(title, fontsize=10)
+    else:
+        axes[0].set_title(title, fontsize=10)
     axes[-1].set_xlabel("step")
     return fig
 
@@ -286,6 +299,8 @@ def lr_figure(
             _lr_line(ax, steps, ref[g], others, name, color, gid)
         if len(next(iter(lines.values()))) > 1 and agree:
             ax.plot([], [], linestyle="none", label="every engine: the same lrs")
+        if colors:  # swept lrs span decades
+            ax.set_yscale("log")
         ax.set_ylabel(f"lr, group {g}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)

@@ -51,7 +51,8 @@ def test_divergence_is_relative_loss_difference_on_a_log_scale_with_its_toleranc
     np.testing.assert_array_equal(line.get_ydata(), np.maximum(want, floor))
     (tolerance,) = by_gid(fig, "tolerance:torch/eager")
     np.testing.assert_allclose(tolerance.get_ydata(), (ATOL + RTOL * np.abs(ref)) / np.abs(ref))
-    assert "exact 0" in by_gid(fig, "floor")[0].get_label()
+    if (want == 0).any():  # torch often matches numpy bit for bit at some steps
+        assert "exact 0" in by_gid(fig, "floor")[0].get_label()
 
 
 def test_an_exact_zero_is_drawn_at_the_floor_the_legend_names():
@@ -71,8 +72,10 @@ def test_an_exact_zero_is_drawn_at_the_floor_the_legend_names():
 
 def test_a_parted_engine_gets_a_mark_at_its_first_step_outside():
     d = plots.Divergence("b", [0, 1, 2], [1e-9, 1e-3, 1e-2], [1e-4] * 3, first_divergence=1)
-    (mark,) = by_gid(plots.divergence_figure({"": [d]}, "t"), "first:b")
+    fig = plots.divergence_figure({"": [d]}, "t")
+    (mark,) = by_gid(fig, "first:b")
     assert list(mark.get_xdata()) == [1, 1]
+    assert by_gid(fig, "floor") == []  # no exact zero: no floor line stretching the axis
 
 
 def test_lr_picture_has_one_panel_per_group_and_one_line_each(comparison):
