@@ -132,6 +132,7 @@ def compare_engines(
     reference: RunConfig | None = None,
     excluded: tuple[str, ...] = (),
     own_floor: bool = False,
+    graph_errors_skip: bool = False,
 ) -> Comparison:
     """Run the `planned` engines from `start`; judge each against the reference.
 
@@ -139,10 +140,14 @@ def compare_engines(
     run of its own, listed first, e.g. torch eager in float64 for engines that
     train in float32). `excluded` state names are left out of the final-weight
     verdict (parameters whose gradient is zero up to rounding). With `own_floor`,
-    an engine in a lower precision may also drift twice as far as its own
-    framework does between its eager runs in the two precisions (a framework
-    whose float32 kernels are less exact than the reference's is no error; a
-    real difference shows in both precisions and is not covered).
+    an engine in a lower precision may also drift twice as far as it drifts
+    itself between the two precisions (its eager sibling where its graph has
+    only the lower one): float32 kernels less exact than the reference's
+    (OneFlow's and inductor's BatchNorm variance) are no error; a real
+    difference shows in both precisions and is not covered. With
+    `graph_errors_skip`, a graph engine that cannot run the model (an error its
+    framework raises while building or running the graph) is skipped with the
+    reason, as a graph its backend lacks is.
     """
     results = []
     if reference is not None:
@@ -161,33 +166,45 @@ def compare_engines(
                 raise  # the reference itself cannot run: nothing to compare with
             results.append(EngineResult(engine_config.engine, skipped=str(exc)))
             continue
+        except Exception as exc:  # noqa: BLE001 - whatever a framework's graph raises
+            if not (graph_errors_skip and mode == "graph") or isinstance(exc, ConfigError):
+                raise
+            text = (str(exc).strip().splitlines() or [""])[0]
+            reason = f"the graph cannot run this model: {type(exc).__name__}: {text}"
+            results.append(EngineResult(engine_config.engine, skipped=reason))
+            continue
         results.append(EngineResult(engine_config.engine, run=run, notes=notes + run.notes))
     ran = [r for r in results if r.run is not None]
     reference_result = ran[0]
     ref_config = reference or with_overrides(config, backend=planned[0][0], mode="eager")
-    runs: dict[tuple[str, str], Run] = {}
+    runs: dict[tuple[str, str, str], Run] = {}
 
-    def eager(backend: str, dtype: str) -> Run:
-        """This backend's eager run in `dtype`: one of the engines when it ran, else
-        a run of its own (kept for the next engine that needs it)."""
-        key = (backend, dtype)
+    def run_of(backend: str, mode: str, dtype: str) -> Run:
+        """This engine's run in `dtype`: one of the engines when it ran, else a run
+        of its own (kept for the next engine that needs it)."""
+        key = (backend, mode, dtype)
         for result in ran:
             cfg = result.run.trajectory.meta["config"]
-            if (cfg["backend"], cfg["mode"], cfg["dtype"]) == (backend, "eager", dtype):
+            if (cfg["backend"], cfg["mode"], cfg["dtype"]) == key:
                 return result.run
         if key not in runs:
-            eager_config = with_overrides(ref_config, backend=backend, mode="eager", dtype=dtype)
-            runs[key] = train_engine(eager_config, model, train, val, weights=start)
+            other = with_overrides(ref_config, backend=backend, mode=mode, dtype=dtype)
+            runs[key] = train_engine(other, model, train, val, weights=start)
         return runs[key]
 
     for result in ran[1:] if reference is not None else ran:
         cfg = result.run.trajectory.meta["config"]
+        backend, mode, dtype = cfg["backend"], cfg["mode"], cfg["dtype"]
         floors = []
-        if cfg["dtype"] != ref_config.dtype:
-            floors.append((eager(ref_config.backend, cfg["dtype"]), reference_result.run))
-            if own_floor and cfg["backend"] != ref_config.backend:
-                high = eager(cfg["backend"], ref_config.dtype)
-                floors.append((eager(cfg["backend"], cfg["dtype"]), high))
+        if dtype != ref_config.dtype:
+            floors.append((run_of(ref_config.backend, "eager", dtype), reference_result.run))
+            if own_floor and (backend, mode) != (ref_config.backend, "eager"):
+                # The engine itself in both precisions where it has both, else its
+                # backend's eager engine (OneFlow's graph trains float32 only).
+                if mode == "graph" and ref_config.dtype not in get_backend(backend).graph_dtypes:
+                    mode = "eager"
+                high = run_of(backend, mode, ref_config.dtype)
+                floors.append((run_of(backend, mode, dtype), high))
         _judge(reference_result, result, rtol, atol, floors, excluded)
     comparison = Comparison(reference_result.engine, results, rtol, atol, excluded=excluded)
     return comparison
@@ -248,7 +265,7 @@ def _judge(
             slack[n] = max(slack[n], 2 * _max_abs(low.state[n], high.state[n]))
     if floors:
         dtype = floors[0][0].trajectory.meta["config"]["dtype"]
-        whose = "the reference's" if len(floors) == 1 else "the larger framework's"
+        whose = "the reference's" if len(floors) == 1 else "the larger of its and the reference's"
         other.tolerance += (
             f", plus twice {whose} own {dtype} drift "
             f"(loss {slack['loss']:.2g}, parameters up to {max(slack.values()):.2g})"

@@ -89,10 +89,21 @@ def prepare(
         if data is not None:
             model.check_data(data)
     weights = model.initial_weights(config.seed)
+    rows = slice(0, min(len(train), 8))
     for name in dict.fromkeys(backend for backend, _ in engines):
         backend = get_backend(name)
         if backend.supports_user_modules and name != REFERENCE[0]:
-            backend.load_state(backend.build(model, config.dtype, config.device), weights)
+            net = backend.build(model, config.dtype, config.device)
+            backend.load_state(net, weights)
+            try:  # a name the port lacks at run time shows here, before any training
+                backend.evaluate(net, train.x[rows], train.y[rows])
+            except ConfigError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - whatever the framework raises
+                text = (str(exc).strip().splitlines() or [""])[0]
+                raise ConfigError(
+                    f"{model.name} on {name}: the forward raised {type(exc).__name__}: {text}"
+                ) from None
     described = model._described()
     if model.dropout == "native" and described.dropout_sites:
         notes.append(NATIVE_DROPOUT_NOTE)
@@ -156,6 +167,7 @@ def port_check(
             reference=reference if hidden else None,
             excluded=model._described().quiet,
             own_floor=True,
+            graph_errors_skip=True,
         )
     except CapabilityError as exc:
         raise ConfigError(str(exc)) from None
