@@ -108,6 +108,21 @@ def test_sweep_writes_one_run_per_engine_and_lr(capsys, tmp_path):
     )
 
 
+def test_port_writes_the_reference_and_each_engine(tmp_path):
+    pytest.importorskip("tensorboardX")
+    pytest.importorskip("torch")
+    data = get_problem("images").data
+    check = api.port(
+        Path(__file__).parents[1] / "examples/port/cnn.py:SmallCNN", data.x[:64], data.y[:64],
+        init={"channels": 4}, engines=["torch/eager"], lr=0.05, epochs=1, batch_size=32,
+        tensorboard=tmp_path,
+    )  # fmt: skip
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["torch-eager", "torch-eager-float64"]
+    for r in check.results:
+        scalars = read_scalars(tmp_path / r.engine.replace("/", "-"))
+        assert [v for _, v in scalars["train/loss"]] == f32(r.run.trajectory.losses)
+
+
 @pytest.fixture
 def no_tensorboardx(monkeypatch):
     """As if tensorboardX were not installed: its import and its spec both fail."""
