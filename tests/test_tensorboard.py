@@ -129,7 +129,9 @@ def no_tensorboardx(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboardX", None)
 
 
-@pytest.mark.parametrize("command", ["train", "compare", "sweep --lrs 0.1,0.01"])
+@pytest.mark.parametrize(
+    "command", ["train", "compare", "sweep --lrs 0.1,0.01", "port examples/port/cnn.py:SmallCNN"]
+)
 def test_without_tensorboardx_the_flag_fails_in_one_line_before_training(
     command, capsys, tmp_path, no_tensorboardx
 ):
