@@ -218,7 +218,7 @@ class UserModule:
 
 
 def input_kind_of(x: np.ndarray) -> str:
-    """"int" for integer arrays (token ids), "float" for floating ones; else an error."""
+    """Say "int" for integer arrays (token ids), "float" for floating ones; else an error."""
     if x.dtype.kind in "iu":
         return "int"
     if x.dtype.kind == "f":
