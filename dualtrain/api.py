@@ -133,7 +133,9 @@ def port(
     """Train your own torch module on every engine; judge each against torch eager.
 
     Args:
-        model: a `torch.nn.Module` subclass defined in a file, `"file.py:Class"`, or
+        model: a `torch.nn.Module` subclass defined in a file, a factory function
+            defined at the top level of a file (called with `init`, none for a
+            zero-argument one), `"file.py:Class"` (or `"file.py:factory"`), or
             `functools.partial(Class, **arguments)`. OneFlow's version is built from
             that file's source, so a class typed into a notebook (no file) is refused.
         x: inputs of shape (samples, ...), float, or int token ids.
@@ -167,16 +169,16 @@ def port(
 
 
 def module_source(model: Any, init: Mapping[str, Any] | None = None) -> ModuleSource:
-    """Where `model` (a class, `"file.py:Class"` or a partial of a class) is defined."""
+    """Where `model` (a class or factory, `"file.py:Class"` or a partial of one) is defined."""
     arguments = dict(init or {})
-    if isinstance(model, functools.partial) and isinstance(model.func, type) and not model.args:
+    if isinstance(model, functools.partial) and _importable(model.func) and not model.args:
         return module_source(model.func, {**model.keywords, **arguments})
     if isinstance(model, (str, os.PathLike)):
         return ModuleSource.parse(str(model), arguments)
-    if not isinstance(model, type):
+    if not _importable(model):
         raise ConfigError(
-            f"model must be a class, 'file.py:Class' or functools.partial(Class, ...), got "
-            f"{type(model).__name__}; for a factory, pass its class and init={{...}}"
+            f"model must be a class, a factory function defined at the top level of a .py "
+            f"file, 'file.py:Class' or functools.partial(Class, ...), got {model!r}"
         )
     try:
         path = inspect.getsourcefile(model)
@@ -189,6 +191,12 @@ def module_source(model: Any, init: Mapping[str, Any] | None = None) -> ModuleSo
             "put the class in a .py file"
         )
     return ModuleSource.parse(f"{path}:{model.__name__}", arguments)
+
+
+def _importable(model: Any) -> bool:
+    """A class or a named function: what OneFlow's version can be found by in the source."""
+    named_function = inspect.isfunction(model) and model.__name__ != "<lambda>"
+    return isinstance(model, type) or named_function
 
 
 def _inputs(x: Any) -> np.ndarray:

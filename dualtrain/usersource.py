@@ -32,6 +32,7 @@ from __future__ import annotations
 import ast
 import builtins
 import importlib.util
+import inspect
 import itertools
 import os
 import sys
@@ -237,7 +238,8 @@ def load_class(
 
     Args:
         path: the user's Python file.
-        class_name: a class defined (or imported) at the top level of that file.
+        class_name: a class defined (or imported) at the top level of that file, or a
+            top-level function that returns the module (a factory).
         base: the class it must derive from (the framework's `nn.Module`).
         transform: a line-preserving rewrite applied to the file and every user module
             it imports (line numbers and the real filename stay, so tracebacks point at
@@ -280,13 +282,21 @@ def _one_line(error: BaseException, files: set[str]) -> str:
 
 def _class_of(module: ModuleType, file: Path, class_name: str, base: type) -> type:
     value = getattr(module, class_name, None)
+    if inspect.isfunction(value) and value.__name__ != "<lambda>":
+        # A factory (`def make_model(): return Net(16)`): what it returns is checked
+        # when it is called, by the backend that builds the model.
+        return value
     if not isinstance(value, type):
         defined = sorted(
             n
             for n, v in vars(module).items()
             if isinstance(v, type) and issubclass(v, base) and v is not base
         )
-        what = "no class" if value is None else f"{type(value).__name__}, not a class, named"
+        what = (
+            "no class"
+            if value is None
+            else f"{type(value).__name__}, not a class or function, named"
+        )
         known = f" (its {base.__name__} classes: {', '.join(defined)})" if defined else ""
         raise ConfigError(f"{file} has {what} {class_name!r}{known}")
     if not issubclass(value, base):

@@ -335,6 +335,52 @@ def test_the_python_api_takes_a_class_and_returns_the_comparison(tmp_path, monke
     )
 
 
+FACTORY = """\
+import torch
+from torch import nn
+
+
+def make_model():
+    torch.manual_seed(123)  # a factory may seed; the port runs it under the run's seed anyway
+    return nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+
+
+def not_a_model():
+    return 42
+"""
+
+
+def test_a_zero_argument_factory_is_a_model_on_both_frameworks(tmp_path, monkeypatch):
+    import importlib.util
+
+    import dualtrain
+    from dualtrain.errors import ConfigError
+
+    (tmp_path / "factory.py").write_text(FACTORY)
+    spec = importlib.util.spec_from_file_location("factory_api", tmp_path / "factory.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "factory_api", module)
+    spec.loader.exec_module(module)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 3))
+    y = x @ np.array([[1.0], [-2.0], [0.5]])
+    options = dict(optimizer="sgd", momentum=0.9, lr=0.05, epochs=2, batch_size=16)
+    engines = "torch/eager,oneflow/eager"
+    by_function = dualtrain.port(module.make_model, x, y, engines=engines, **options)
+    assert by_function.passed, by_function.results
+    # OneFlow's side really trained: its losses are its own, and they fell.
+    losses = by_function.results[-1].run.trajectory.losses
+    assert by_function.results[-1].engine == "oneflow/eager" and losses[-1] < losses[0]
+    by_name = dualtrain.port(f"{tmp_path}/factory.py:make_model", x, y, engines=engines, **options)
+    np.testing.assert_array_equal(
+        by_name.results[0].run.trajectory.losses, by_function.results[0].run.trajectory.losses
+    )
+    with pytest.raises(ConfigError, match="not_a_model.* gave a int, not a torch.nn.Module"):
+        dualtrain.port(module.not_a_model, x, y, engines="torch/eager", **options)
+    with pytest.raises(ConfigError, match="a factory function defined at the top level"):
+        dualtrain.port(lambda: module.make_model(), x, y, engines="torch/eager", **options)
+
+
 def test_a_class_without_a_source_file_is_refused_in_one_line():
     import torch
 
