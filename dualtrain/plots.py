@@ -337,24 +337,17 @@ def sweep_loss_figure(curves: list[EpochCurve], engines_differ: bool, title: str
     for c in shown:
         epochs = list(range(1, len(c.train) + 1))
         marker = markers[c.engine] if engines_differ else None
-        ax.plot(
-            epochs,
-            c.train,
-            color=colors[c.lr],
-            linestyle="-",
-            marker=marker,
-            markersize=4,
-            gid=f"train:{c.lr:g}:{c.engine}",
-        )
-        if c.val is not None:
+        for kind, losses, linestyle in (("train", c.train, "-"), ("val", c.val, "--")):
+            if losses is None:
+                continue
             ax.plot(
                 epochs,
-                c.val,
+                losses,
                 color=colors[c.lr],
-                linestyle="--",
+                linestyle=linestyle,
                 marker=marker,
                 markersize=4,
-                gid=f"val:{c.lr:g}:{c.engine}",
+                gid=f"{kind}:{c.lr:g}:{c.engine}",
             )
     handles = [Line2D([], [], color=colors[lr], label=f"lr={lr:g}") for lr in sorted(lrs)]
     handles.append(Line2D([], [], color="k", linestyle="-", label="train loss"))

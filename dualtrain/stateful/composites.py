@@ -38,6 +38,18 @@ def _check_members(owner: str, members: Any, optimizer: Any) -> list:
     return list(members)
 
 
+def _get_base_lrs(self) -> list:
+    return self.__dict__.get("base_lrs") or self.members[0].base_lrs
+
+
+def _set_base_lrs(self, value: list) -> None:
+    self.__dict__["base_lrs"] = value
+
+
+#: `base_lrs` of a chain or a sequence: its own once set, else its first member's.
+_first_member_base_lrs = property(_get_base_lrs, _set_base_lrs)
+
+
 class _Composite(LRScheduler):
     """State: own attributes plus each member's state under `members_key`."""
 
@@ -103,13 +115,7 @@ class ChainedScheduler(_Composite):
             for member in self._schedulers:
                 member.last_epoch = value
 
-    @property
-    def base_lrs(self) -> list:
-        return self.__dict__.get("base_lrs") or self.members[0].base_lrs
-
-    @base_lrs.setter
-    def base_lrs(self, value: list) -> None:
-        self.__dict__["base_lrs"] = value
+    base_lrs = _first_member_base_lrs
 
     def step(self, epoch=None) -> None:
         """Step every member in turn (OneFlow: apply their closed forms in turn)."""
@@ -186,13 +192,7 @@ class SequentialLR(_Composite):
             }
         return kwargs | {"milestones": self._milestones}
 
-    @property
-    def base_lrs(self) -> list:
-        return self.__dict__.get("base_lrs") or self.members[0].base_lrs
-
-    @base_lrs.setter
-    def base_lrs(self, value: list) -> None:
-        self.__dict__["base_lrs"] = value
+    base_lrs = _first_member_base_lrs
 
     def step(self, epoch=None) -> None:
         """The member whose turn it is steps (torch restarts it at its milestone)."""
