@@ -334,6 +334,8 @@ def fit(
 def model_and_optimizer(backend, config, model, weights, exact=False):
     """The backend's model, loaded with `weights` (completed from the seed unless
     `exact`), and its optimizer. The arrays passed in are copied, never changed."""
+    if isinstance(model, ModelSpec):  # its dropout masks come from the run's seed
+        model = model.for_run(config.seed)
     net = backend.build(model, config.dtype, config.device)
     backend.load_state(net, _complete(model, weights, config.seed, exact))
     return net, backend.make_optimizer(net, config.optimizer_spec())
