@@ -91,6 +91,12 @@ class Backend(ABC):
     user_modules_reason: ClassVar[str] = (
         "this backend builds dualtrain's declarative models only, not a user's own module"
     )
+    #: Whether `data_parallel` runs a rank of an N-process run on the framework's engine.
+    supports_data_parallel: ClassVar[bool] = False
+    #: Why not, shown when a run with nproc > 1 is refused.
+    data_parallel_reason: ClassVar[str] = "this backend trains in one process only"
+    #: Seconds between starting one rank and the next (ranks that race at start-up).
+    data_parallel_stagger: ClassVar[float] = 0.0
 
     @abstractmethod
     def build(self, spec: ModelSpec | UserModule, dtype: str, device: str) -> Any:
@@ -142,6 +148,11 @@ class Backend(ABC):
     def compile_step(self, model: Any, optimizer: Any, plan: LrPlan) -> StepFn:
         """The same step as a static graph; only where `supports_graph`."""
         raise ConfigError(f"backend {self.name!r}: {self.graph_unsupported_reason}")
+
+    def data_parallel(self, rank: Any, mode: str, dtype: str) -> Any:
+        """This process's part of a data-parallel run (`dualtrain.distributed.Replicas`)
+        for `rank` (`dualtrain.distributed.Rank`); only where `supports_data_parallel`."""
+        raise CapabilityError(f"backend {self.name!r}: {self.data_parallel_reason}")
 
     def optimizer_state(self, optimizer: Any) -> dict[str, np.ndarray]:
         """Optimizer state (momentum buffers, moments, step counts) as arrays."""

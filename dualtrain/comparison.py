@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -49,6 +50,20 @@ class EngineResult:
 
 
 @dataclass
+class Setup:
+    """What the engines of a comparison were run from, so that a step can be rerun
+    (`dualtrain.diagnose`): the base config, the model, the data, the initial
+    state, and the reference's config."""
+
+    config: RunConfig
+    model: ModelSpec | UserModule
+    train: Dataset
+    val: Dataset | None
+    start: dict[str, np.ndarray]
+    reference: RunConfig
+
+
+@dataclass
 class Comparison:
     reference: str
     results: list[EngineResult]
@@ -58,6 +73,10 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
     #: State names left out of the final-weight verdict, for the report.
     excluded: tuple[str, ...] = ()
+    #: How to rerun the engines (`dualtrain.diagnose`); not saved.
+    setup: Setup | None = field(default=None, repr=False)
+    #: The localisation of the divergence (`dualtrain.diagnose.Diagnosis`), if run.
+    diagnosis: Any = None
 
     @property
     def passed(self) -> bool:
@@ -66,7 +85,18 @@ class Comparison:
     @property
     def first_divergence(self) -> dict | None:
         """{engine, step} of the earliest step at which an engine's loss parted from
-        the reference's; step None when only final parameters differ; None if all agree."""
+        the reference's; step None when only final parameters differ; None if all agree.
+        Once diagnosed (`dualtrain.diagnose`), the diagnosis's {engine, step, phase,
+        module, value, tolerance, ...}: the step where the engine's own computation
+        first parts, which can be earlier than the loss shows it."""
+        found = self.diagnosis.first if self.diagnosis is not None else None
+        if found is not None:
+            return found.summary()
+        return self.loss_divergence
+
+    @property
+    def loss_divergence(self) -> dict | None:
+        """{engine, step} of the first step whose loss parted (see `first_divergence`)."""
         failed = [r for r in self.results if r.passed is False]
         parted = [r for r in failed if r.first_divergence is not None]
         if parted:
@@ -207,17 +237,23 @@ def compare_engines(
                 floors.append((run_of(backend, mode, dtype), high))
         _judge(reference_result, result, rtol, atol, floors, excluded)
     comparison = Comparison(reference_result.engine, results, rtol, atol, excluded=excluded)
+    comparison.setup = Setup(config, model, train, val, start, ref_config)
     return comparison
 
 
 def _engine_config(config: RunConfig, backend: str, mode: str) -> tuple[RunConfig, list[str]]:
     """The config for one engine: a graph that lacks the dtype runs in one it has."""
     engine = with_overrides(config, backend=backend, mode=mode)
-    dtypes = get_backend(backend).graph_dtypes
+    found = get_backend(backend)
+    notes = []
+    if config.nproc > 1 and not found.supports_data_parallel:  # the NumPy reference
+        engine = with_overrides(engine, nproc=1)
+        notes.append(f"ran the same global batches in one process ({found.data_parallel_reason})")
+    dtypes = found.graph_dtypes
     if mode != "graph" or config.dtype in dtypes:
-        return engine, []
+        return engine, notes
     note = f"ran in {dtypes[0]}: this backend's graphs train in {', '.join(dtypes)} only"
-    return with_overrides(engine, dtype=dtypes[0]), [note]
+    return with_overrides(engine, dtype=dtypes[0]), [*notes, note]
 
 
 def _judge(

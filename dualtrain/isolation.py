@@ -254,8 +254,10 @@ def _attempt(payload: bytes, label: str, hang: HangRule, env: dict[str, str], cp
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _start_child(folder: Path, env: dict[str, str]) -> subprocess.Popen:
-    """`python -m dualtrain.child FOLDER`, finding this very dualtrain first."""
+def _start_child(folder: Path, env: dict[str, str], session: bool = False) -> subprocess.Popen:
+    """`python -m dualtrain.child FOLDER`, finding this very dualtrain first; with
+    `session`, in a session of its own, so that killing its process group also ends
+    what it started (`dualtrain.launch`'s ranks)."""
     here = str(Path(__file__).resolve().parent.parent)
     variables = {**os.environ, **env}
     variables["PYTHONPATH"] = os.pathsep.join(p for p in (here, variables.get("PYTHONPATH")) if p)
@@ -263,6 +265,7 @@ def _start_child(folder: Path, env: dict[str, str]) -> subprocess.Popen:
         [sys.executable, "-m", "dualtrain.child", str(folder)],
         env=variables,
         stdin=subprocess.DEVNULL,
+        start_new_session=session,
     )
 
 

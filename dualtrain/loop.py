@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from dualtrain import distributed, launch
 from dualtrain.backend import Backend, LrPlan, get_backend
 from dualtrain.checkpoint import PREFIX as CHECKPOINT_PREFIX
 from dualtrain.checkpoint import Checkpoint
@@ -25,6 +26,7 @@ from dualtrain.checkpoint import load as load_checkpoint
 from dualtrain.checkpoint import save as save_checkpoint
 from dualtrain.data import Dataset, batch_indices
 from dualtrain.errors import CapabilityError, ConfigError
+from dualtrain.isolation import RETRIES as isolation_retries
 from dualtrain.isolation import run_in_child
 from dualtrain.lr_scheduler import LRScheduler
 from dualtrain.model import ModelSpec
@@ -69,9 +71,12 @@ class RunConfig:
     seed: int = 0
     dtype: str = "float64"
     device: str = "cpu"
+    #: Processes training data-parallel, each on its shard of every global batch.
+    nproc: int = 1
 
     def __post_init__(self) -> None:
         _positive("epochs", self.epochs, allow_zero=True)
+        _positive("nproc", self.nproc)
         _positive("batch_size", self.batch_size)
         _positive("seed", self.seed, allow_zero=True)
         _one_of("mode", self.mode, MODES)
@@ -128,24 +133,32 @@ class _FitJob:
     recovery: str | None = None
 
     def __call__(self, heartbeat: Callable[[dict[str, Any]], None]) -> Run:
-        resume, recovery = self.resume, None
+        resume, recovery, saving = self.resume, None, self.saving
         if self.recovery is not None:
             rate = self.backend.graph_crashes_per_step
             recovery = RecoverySaving(self.recovery, crashes_per_step=rate)
             if _newest_step(self.recovery) is not None:
                 resume = load_checkpoint(self.recovery)
-        return fit(
-            self.config,
-            self.model,
-            self.train,
-            self.val,
-            self.weights,
-            self.backend(),
-            heartbeat,
-            resume,
-            self.saving,
-            recovery,
-        )
+        backend, rank = self.backend(), distributed.Rank.from_env()
+        if rank is not None:  # one rank of a data-parallel run: only rank 0 writes
+            backend = distributed.RankBackend(backend, rank, self.config.mode, self.config.dtype)
+            saving, recovery = (saving, recovery) if rank.rank == 0 else (None, None)
+        try:
+            return fit(
+                self.config,
+                self.model,
+                self.train,
+                self.val,
+                self.weights,
+                backend,
+                heartbeat,
+                resume,
+                saving,
+                recovery,
+            )
+        finally:
+            if rank is not None:
+                backend.close()
 
 
 def _newest_step(folder: str) -> int | None:
@@ -171,6 +184,9 @@ def train_engine(
     `Run.notes` and the trajectory's meta. Everything else runs here.
     """
     backend = get_backend(config.backend)
+    if config.nproc > 1 or distributed.Rank.from_env() is not None:
+        job = _FitJob(config, model, train, val, weights, type(backend), resume, saving)
+        return _data_parallel(job, backend, on_step)
     if config.mode != "graph" or not backend.isolate_graph:
         return fit(config, model, train, val, weights, backend, on_step, resume, saving)
     with tempfile.TemporaryDirectory(prefix="dualtrain-recovery-") as recovery:
@@ -183,6 +199,38 @@ def train_engine(
         )
     run.notes = notes
     run.trajectory.meta["retries"] = notes
+    return run
+
+
+def _data_parallel(job: _FitJob, backend: Backend, on_step) -> Run:
+    """`job` on `config.nproc` ranks started here (`dualtrain.launch`), or as this
+    process's rank of a run that `torchrun` or OneFlow's launcher started."""
+    config, train = job.config, job.model.prepare(job.train)
+    rank = distributed.Rank.from_env()
+    if rank is not None and config.nproc not in (1, rank.world):
+        raise ConfigError(f"nproc {config.nproc}, but WORLD_SIZE is {rank.world}")
+    job.config = config = replace(config, nproc=rank.world if rank else config.nproc)
+    if not backend.supports_data_parallel:
+        raise CapabilityError(f"backend {backend.name!r}: {backend.data_parallel_reason}")
+    distributed.check_model(job.model, config.nproc)
+    distributed.check_shards(len(train), config.batch_size, config.drop_last, config.nproc)
+    if rank is not None:
+        return job(on_step or (lambda record: None))
+    isolated = config.mode == "graph" and backend.isolate_graph
+    with tempfile.TemporaryDirectory(prefix="dualtrain-recovery-") as recovery:
+        job.recovery = recovery if isolated else None
+        runs, notes, pids = launch.run_ranks(
+            job,
+            config.nproc,
+            config.engine,
+            stagger=backend.data_parallel_stagger,
+            retries=isolation_retries if isolated else 0,
+            progress=lambda: _newest_step(recovery),
+        )
+    distributed.check_replicas([r.state for r in runs])
+    run = runs[0]
+    run.notes = notes
+    run.trajectory.meta.update(retries=notes, nproc=config.nproc, pids=pids)
     return run
 
 

@@ -47,7 +47,7 @@ class OneFlowBackend(Backend):
             model = models.build(spec, DTYPES[dtype], device)
             # A plain attribute: a Module here would become a layer of the Sequential.
             model.dualtrain_loss = spec.loss
-            model.dualtrain_dropout = None
+            model.dualtrain_dropout = models.shared_dropout(model, spec)
         model.dualtrain_dtype = DTYPES[dtype]  # read once: module attribute access is slow
         model.dualtrain_spec = spec
         return model
@@ -159,7 +159,9 @@ class OneFlowBackend(Backend):
             if dropout is None:
                 return []
             dropout.begin()
-            if not calls:
+            if not calls and isinstance(model.dualtrain_spec, ModelSpec):
+                calls.extend(model.dualtrain_spec.dropout_calls(tuple(inputs.shape)))
+            elif not calls:
                 state = model.state_dict()
                 calls.extend(usermodule.dropout_calls(model.dualtrain_spec, state, inputs, dtype))
             return [flow.tensor(m, dtype=dtype) for m in dropout.masks.step_masks(calls)]

@@ -24,6 +24,8 @@ class TorchBackend(Backend):
     supports_graph = True
     devices = ("cpu", "cuda")
     supports_user_modules = True
+    # DistributedDataParallel over gloo, eager or compiled (dualtrain_torch.ddp).
+    supports_data_parallel = True
 
     def build(self, spec: ModelSpec | UserModule, dtype: str, device: str) -> torch.nn.Module:
         if device == "cuda" and not torch.cuda.is_available():
@@ -35,10 +37,15 @@ class TorchBackend(Backend):
         else:
             model = models.build(spec, DTYPES[dtype], torch.device(device))
             model.dualtrain_loss = spec.loss  # what the step functions need, kept with the model
-            model.dualtrain_dropout = None
+            model.dualtrain_dropout = models.shared_dropout(model, spec)
         # Read once here: the step converts every batch to these.
         model.dualtrain_dtype, model.dualtrain_device = DTYPES[dtype], torch.device(device)
         return model
+
+    def data_parallel(self, rank, mode: str, dtype: str):
+        from dualtrain_torch.ddp import TorchReplicas
+
+        return TorchReplicas(rank)
 
     def running(self):
         """torch's global RNG as it was after the run: a user module's own dropout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from dualtrain.commands.training import add_training_options, names, resolve
+from dualtrain.commands.training import add_nproc_option, add_training_options, names, resolve
 from dualtrain.comparison import compare
 from dualtrain.report import write_report
 
@@ -15,12 +15,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("compare", help="run every backend x mode and compare")
     p.add_argument("--backends", help="comma-separated, reference first (default: numpy)")
     p.add_argument("--modes", help="comma-separated: eager,graph (default: eager)")
+    add_nproc_option(p)
     add_training_options(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    job = resolve(args, extra={"backends": str, "modes": str})
+    job = resolve(args, extra={"backends": str, "modes": str, "nproc": int})
     backends = names(job.values.get("backends", "numpy"))
     modes = names(job.values.get("modes", "eager"))
     result = compare(

@@ -12,7 +12,7 @@ import ast
 import json
 from typing import Any
 
-from dualtrain.commands.training import add_training_options, resolve
+from dualtrain.commands.training import add_nproc_option, add_training_options, resolve
 from dualtrain.errors import ConfigError
 from dualtrain.loop import with_overrides
 from dualtrain.port import DEFAULT_DTYPE, DEFAULT_ENGINES, port_check
@@ -63,6 +63,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--dropout",
         help="shared (default: every engine applies the same masks) or native",
     )
+    add_nproc_option(p)
     add_training_options(p)
     p.set_defaults(run=run)
 
@@ -87,7 +88,7 @@ def parse_init(text: str) -> tuple[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    extra = {"engines": str, "against": str, "dropout": str, "loss": str}
+    extra = {"engines": str, "against": str, "dropout": str, "loss": str, "nproc": int}
     job = resolve(args, extra=extra, spec_needed=False)
     if not (job.values.get("data") or job.values.get("problem")):
         raise ConfigError("dualtrain port needs data: --data FILE.npz or --problem NAME")

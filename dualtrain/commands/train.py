@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from dualtrain import checkpoint as checkpoints
-from dualtrain.commands.training import add_training_options, resolve
+from dualtrain.commands.training import add_nproc_option, add_training_options, resolve
 from dualtrain.errors import ConfigError
 from dualtrain.loop import Saving, train_engine
 
@@ -18,12 +18,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--save-every", type=int, help="write a checkpoint every N steps")
     p.add_argument("--keep", type=int, help="keep the K newest checkpoints (default: all)")
     p.add_argument("--resume", metavar="DIR", help="go on from the newest checkpoint in DIR")
+    add_nproc_option(p)
     add_training_options(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    extra = {"backend": str, "mode": str}
+    extra = {"backend": str, "mode": str, "nproc": int}
     resume = checkpoints.load(args.resume) if args.resume else None
     job = resolve(args, extra=extra, base=resume.run if resume else None)
     if resume and not resume.run:

@@ -102,6 +102,16 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_nproc_option(p: argparse.ArgumentParser) -> None:
+    """`--nproc N`: train, compare and port (docs/distributed.md)."""
+    p.add_argument(
+        "--nproc",
+        type=int,
+        help="train data-parallel in N processes on this machine, each on its shard of "
+        "every batch (torch DDP, OneFlow DDP or global tensors; docs/distributed.md)",
+    )
+
+
 @dataclass
 class Training:
     config: RunConfig
@@ -123,7 +133,7 @@ def names(text: str) -> list[str]:
 
 # What may differ between a checkpoint's run and the command that resumes it.
 MAY_CHANGE_ON_RESUME = ("epochs", "out", "backend", "mode", "device", "save_every", "keep")
-MAY_CHANGE_ON_RESUME += ("tensorboard",)
+MAY_CHANGE_ON_RESUME += ("tensorboard", "nproc")
 
 
 def resolve(
@@ -279,6 +289,7 @@ def _build(values, options, sched_kwargs, groups, spec_needed=True) -> Training:
         seed=merged.get("seed", 0),
         dtype=merged.get("dtype", "float64"),
         device=merged.get("device", "cpu"),
+        nproc=merged.get("nproc", 1),
     )
     config.optimizer_spec()  # checks optimizer name and options now, in one line
     train, val = data.split(merged["val_fraction"], config.seed)
