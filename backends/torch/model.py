@@ -7,26 +7,90 @@ from torch import nn
 from torch.nn import functional
 
 from dualtrain.errors import ConfigError
-from dualtrain.model import Activation, BatchNorm1d, Linear, ModelSpec
+from dualtrain.model import (
+    GELU,
+    Activation,
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Embedding,
+    Flatten,
+    LayerNorm,
+    Linear,
+    MaxPool2d,
+    ModelSpec,
+    Residual,
+)
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
 
 
+class ResidualBlock(nn.Sequential):
+    """x + layers(x); a Sequential, so its parameters are "2.0.weight" as the core names them."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + super().forward(x)
+
+
+def _pool(spec):
+    return {"kernel_size": spec.kernel_size, "stride": spec.stride, "padding": spec.padding}
+
+
+# One constructor a spec class, the spec's fields under torch's own names.
+BUILDERS = {
+    Linear: lambda s: nn.Linear(s.in_features, s.out_features, bias=s.bias),
+    BatchNorm1d: lambda s: nn.BatchNorm1d(s.num_features, eps=s.eps, momentum=s.momentum),
+    BatchNorm2d: lambda s: nn.BatchNorm2d(s.num_features, eps=s.eps, momentum=s.momentum),
+    Activation: lambda s: ACTIVATIONS[s.kind](),
+    GELU: lambda s: nn.GELU(approximate=s.approximate),
+    LayerNorm: lambda s: nn.LayerNorm(
+        s.normalized_shape, eps=s.eps, elementwise_affine=s.elementwise_affine, bias=s.bias
+    ),
+    Embedding: lambda s: nn.Embedding(s.num_embeddings, s.embedding_dim, padding_idx=s.padding_idx),
+    Dropout: lambda s: nn.Dropout(s.p),
+    Flatten: lambda s: nn.Flatten(s.start_dim, s.end_dim),
+    Conv2d: lambda s: nn.Conv2d(
+        s.in_channels,
+        s.out_channels,
+        s.kernel_size,
+        stride=s.stride,
+        padding=s.padding,
+        dilation=s.dilation,
+        groups=s.groups,
+        bias=s.bias,
+    ),  # fmt: skip
+    MaxPool2d: lambda s: nn.MaxPool2d(**_pool(s)),
+    AvgPool2d: lambda s: nn.AvgPool2d(**_pool(s), count_include_pad=s.count_include_pad),
+    AdaptiveAvgPool2d: lambda s: nn.AdaptiveAvgPool2d(1),
+    Residual: lambda s: ResidualBlock(*map(layer, s.layers)),
+}
+
+
 def layer(spec) -> nn.Module:
     """One torch module for one layer of the spec."""
-    if isinstance(spec, Linear):
-        return nn.Linear(spec.in_features, spec.out_features, bias=spec.bias)
-    if isinstance(spec, BatchNorm1d):
-        return nn.BatchNorm1d(spec.num_features, eps=spec.eps, momentum=spec.momentum)
-    if isinstance(spec, Activation):
-        return ACTIVATIONS[spec.kind]()
-    raise ConfigError(f"the torch backend has no layer {type(spec).__name__}")
+    builder = BUILDERS.get(type(spec))
+    if builder is None:
+        raise ConfigError(f"the torch backend has no layer {type(spec).__name__}")
+    return builder(spec)
 
 
 def build(spec: ModelSpec, dtype: torch.dtype, device: torch.device) -> nn.Sequential:
     """`nn.Sequential` names its parameters "0.weight", ...: the core's stable names."""
     model = nn.Sequential(*map(layer, spec.layers)).to(device=device, dtype=dtype)
     return model.train()
+
+
+def shared_dropout(model: nn.Module, spec: ModelSpec):
+    """Hooks that make the model's Dropout modules apply the core's masks (None without any)."""
+    sites = spec.dropout_sites()
+    if not sites:
+        return None
+    from dualtrain_torch.usermodule import TorchDropout
+
+    return TorchDropout(model, sites, spec.dropout_seed)
 
 
 def loss_fn(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

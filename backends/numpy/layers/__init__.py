@@ -27,8 +27,7 @@ class Standalone:
 
     def __init__(self, layer: NumpyLayer, params: dict[str, np.ndarray]) -> None:
         self.layer, self.params, self.buffers = layer, params, layer.buffers
-        self.grads: dict[str, np.ndarray] = {n: np.zeros_like(p) for n, p in params.items()}
-        layer.grads.update(self.grads)
+        self.grads: dict[str, np.ndarray] = layer.grads  # the arrays nested layers add into
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         return self.layer.forward(x, training)

@@ -18,10 +18,12 @@ class BatchNormLayer(NumpyLayer):
         self.axes = (0, *range(2, x.ndim))
         along = (1, -1) + (1,) * (x.ndim - 2)  # broadcast a per-channel vector
         self.along = along
-        if not training:
+        self.training = training
+        if not training:  # a fixed affine map of x: its backward is dy * weight * inv_std
             mean = self.buffers["running_mean"].reshape(along)
-            var = self.buffers["running_var"].reshape(along)
-            return (x - mean) / np.sqrt(var + eps) * w.reshape(along) + b.reshape(along)
+            self.inv_std = 1 / np.sqrt(self.buffers["running_var"].reshape(along) + eps)
+            self.xhat = (x - mean) * self.inv_std
+            return self.xhat * w.reshape(along) + b.reshape(along)
         n = x.size // x.shape[1]
         mean, var = x.mean(axis=self.axes), x.var(axis=self.axes)
         self.inv_std = (1 / np.sqrt(var + eps)).reshape(along)
@@ -40,6 +42,8 @@ class BatchNormLayer(NumpyLayer):
         self.grads["weight"] += (dy * self.xhat).sum(axis=axes)
         self.grads["bias"] += dy.sum(axis=axes)
         dxhat = dy * self.params["weight"].reshape(along)
+        if not self.training:
+            return dxhat * self.inv_std
         n = dy.size // dy.shape[1]
         centred = (
             n * dxhat
