@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from dualtrain.commands.training import add_nproc_option, add_training_options, names, resolve
+from dualtrain.commands.training import (
+    add_model_option,
+    add_nproc_option,
+    add_training_options,
+    names,
+    resolve,
+)
 from dualtrain.comparison import compare
 from dualtrain.report import write_report
 
@@ -17,6 +23,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--modes", help="comma-separated: eager,graph (default: eager)")
     add_nproc_option(p)
     add_training_options(p)
+    add_model_option(p)
     p.set_defaults(run=run)
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dualtrain.commands.training import add_training_options, resolve
+from dualtrain.commands.training import add_model_option, add_training_options, resolve
 from dualtrain.errors import ConfigError
 from dualtrain.lr_find import RULES, RangeTest, lr_find
 
@@ -24,6 +24,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--diverge", type=float, default=4.0, help="stop when the loss passes N x its minimum"
     )
     add_training_options(p)
+    add_model_option(p)
     p.set_defaults(run=run)
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from dualtrain.commands.training import add_training_options, names, resolve
+from dualtrain.commands.training import add_model_option, add_training_options, names, resolve
 from dualtrain.comparison import ATOL, RTOL
 from dualtrain.errors import ConfigError
 from dualtrain.sweep import Sweep, engines_agree, judged, parse_lrs, sweep
@@ -19,6 +19,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--backends", help="several, comma-separated: the same sweep on each")
     p.add_argument("--modes", help="comma-separated: eager,graph (default: eager)")
     add_training_options(p)
+    add_model_option(p)
     p.set_defaults(run=run)
 
 

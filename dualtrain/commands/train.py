@@ -6,7 +6,12 @@ import argparse
 from pathlib import Path
 
 from dualtrain import checkpoint as checkpoints
-from dualtrain.commands.training import add_nproc_option, add_training_options, resolve
+from dualtrain.commands.training import (
+    add_model_option,
+    add_nproc_option,
+    add_training_options,
+    resolve,
+)
 from dualtrain.errors import ConfigError
 from dualtrain.loop import Saving, train_engine
 
@@ -20,6 +25,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="DIR", help="go on from the newest checkpoint in DIR")
     add_nproc_option(p)
     add_training_options(p)
+    add_model_option(p)
     p.set_defaults(run=run)
 
 

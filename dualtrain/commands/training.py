@@ -21,6 +21,7 @@ from dualtrain.problems import get_problem
 # Config keys and their types; the flags mirror them.
 KEYS: dict[str, type | tuple[type, ...]] = {
     "problem": str,
+    "model_file": str,
     "data": str,
     "target": str,
     "optimizer": str,
@@ -99,6 +100,17 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="also write each engine's run as TensorBoard scalars under DIR (needs the "
         "tensorboard extra)",
+    )
+
+
+def add_model_option(p: argparse.ArgumentParser) -> None:
+    """`--model FILE`: train, compare, sweep and lr-find (docs/layers.md)."""
+    p.add_argument(
+        "--model",
+        dest="model_file",
+        metavar="FILE",
+        help="a declarative model in a .toml or .json file ([[layer]] tables, a loss; "
+        "docs/layers.md), instead of the problem's own; config key model_file",
     )
 
 
@@ -249,7 +261,7 @@ def _build(values, options, sched_kwargs, groups, spec_needed=True) -> Training:
     if values.get("data") and values.get("problem"):
         raise ConfigError("give --problem or --data, not both")
     problem = get_problem(values.get("problem", "regression"), values.get("seed", 0))
-    if problem.model is None and spec_needed:
+    if problem.model is None and spec_needed and not values.get("model_file"):
         raise ConfigError(
             f"problem {problem.name!r} has no built-in model: train your own module on it "
             f"with `dualtrain port FILE.py:Class --problem {problem.name}`"
@@ -267,6 +279,10 @@ def _build(values, options, sched_kwargs, groups, spec_needed=True) -> Training:
     model = problem.model if not values.get("data") else _model_for(data, problem.model)
     if not spec_needed:  # the caller brings its own model (`dualtrain port`)
         model = problem.model if not values.get("data") else None
+    elif values.get("model_file"):  # the problem's own weights fit its own model only
+        from dualtrain.modelfile import load_model_file
+
+        model, weights = load_model_file(values["model_file"]), None
     schedule = ScheduleConfig(
         name=merged.get("scheduler"),
         flavor=merged.get("flavor", "torch"),
