@@ -16,6 +16,8 @@ import statistics
 import time
 from pathlib import Path
 
+from figures import FIGURES
+
 from dualtrain.loop import RunConfig, ScheduleConfig
 from dualtrain.port import DEFAULT_ENGINES, port_check, prepare
 from dualtrain.problems import get_problem
@@ -44,6 +46,7 @@ def bench_port_cnn() -> None:
     start = time.perf_counter()
     check = port_check(model, config, train, val, DEFAULT_ENGINES)
     total = time.perf_counter() - start
+    FIGURES.seconds("port_check_cnn_four_engines", [total], verdict=check.passed)
     print(f"port check, example CNN, 200 steps a engine: {total:.1f} s, verdict "
           f"{'pass' if check.passed else 'FAIL'}")  # fmt: skip
     for result in check.results:
@@ -54,10 +57,14 @@ def bench_port_cnn() -> None:
         # torch/graph's first step runs eagerly and the second compiles: the first
         # call's cost is the slower of the two; the steady state is the median.
         first = max(times[:2])
+        FIGURES.seconds(
+            f"port_cnn_{result.engine.replace('/', '_')}_step", times[2:], first_call=first
+        )
         print(
             f"  {result.engine}: {sum(times):.2f} s for {len(times)} steps, first call "
             f"{first:.2f} s, then {1e3 * statistics.median(times[2:]):.2f} ms a step (median)"
         )
+    FIGURES.seconds("port_check_overhead", [overhead], share=overhead / total)
     print(
         f"  port overhead (preflight, describe on torch, build the OneFlow port): "
         f"{overhead:.2f} s, {100 * overhead / total:.1f}% of the check (which includes it)"
@@ -66,3 +73,4 @@ def bench_port_cnn() -> None:
 
 if __name__ == "__main__":
     bench_port_cnn()
+    FIGURES.save()
