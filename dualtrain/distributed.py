@@ -176,6 +176,14 @@ class Replicas(ABC):
         """The same as a static graph; only where the framework has one for it."""
         raise CapabilityError(f"backend {backend.name!r}: no data-parallel static graph")
 
+    def evaluate(self, backend: Backend, replica: Any, x, y):
+        """The whole validation set on this rank's replica (the same on every rank)."""
+        return backend.evaluate(replica.local, x, y)
+
+    def load_optimizer_state(self, backend: Backend, optimizer: Any, state) -> None:
+        """A checkpoint's optimizer state into the replicated optimizer."""
+        backend.load_optimizer_state(optimizer, state)
+
     def close(self) -> None:
         """Leave the process group; optional."""
         return None
@@ -234,7 +242,7 @@ class RankBackend(Backend):
 
     def evaluate(self, model: Replica, x, y):
         """The whole validation set on this replica (every rank gets the same)."""
-        return self.inner.evaluate(model.local, x, y)
+        return self.replicas.evaluate(self.inner, model, x, y)
 
     def eager_step(self, model: Replica, optimizer) -> StepFn:
         return self._sharded(self.replicas.eager_step(self.inner, model, optimizer))
@@ -246,7 +254,7 @@ class RankBackend(Backend):
         return self.inner.optimizer_state(optimizer)
 
     def load_optimizer_state(self, optimizer, state) -> None:
-        self.inner.load_optimizer_state(optimizer, state)
+        self.replicas.load_optimizer_state(self.inner, optimizer, state)
 
     def start_at(self, model: Replica, step: int) -> None:
         self.inner.start_at(model.local, step)

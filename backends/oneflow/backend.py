@@ -36,6 +36,11 @@ class OneFlowBackend(Backend):
     graph_static_shapes = True
 
     supports_user_modules = True
+    # Eager float32: OneFlow's DistributedDataParallel; eager float64 and nn.Graph:
+    # global tensors (dualtrain_oneflow.ddp). Ranks that start together race to
+    # connect (DISTRIBUTED.md: 4 of 9 waited 10 s; 0 of 37 half a second apart).
+    supports_data_parallel = True
+    data_parallel_stagger = 0.5
 
     def build(self, spec: ModelSpec | UserModule, dtype: str, device: str) -> flow.nn.Module:
         if device != "cpu":
@@ -50,7 +55,14 @@ class OneFlowBackend(Backend):
             model.dualtrain_dropout = models.shared_dropout(model, spec)
         model.dualtrain_dtype = DTYPES[dtype]  # read once: module attribute access is slow
         model.dualtrain_spec = spec
+        # A global run's steps turn each local batch into its global tensor here.
+        model.dualtrain_place = None
         return model
+
+    def data_parallel(self, rank, mode: str, dtype: str):
+        from dualtrain_oneflow.ddp import replicas
+
+        return replicas(rank, mode, dtype)
 
     def preflight(self, model: UserModule, dtype: str) -> list:
         """What OneFlow 0.9.0 lacks or does differently in the torch source (none
@@ -109,13 +121,14 @@ class OneFlowBackend(Backend):
     def eager_step(self, model, optimizer) -> StepFn:
         loss_fn = models.Loss(model.dualtrain_loss)
         dtype, dropout = model.dualtrain_dtype, model.dualtrain_dropout
+        place = model.dualtrain_place or _local
 
         def step(x: np.ndarray, y: np.ndarray) -> float:
             if dropout is not None:
                 dropout.begin()
             # torch's default: a parameter without a gradient this step stays put.
             optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(_as(x, dtype)), _as(y, dtype))
+            loss = loss_fn(model(place(_as(x, dtype))), place(_as(y, dtype)))
             loss.backward()
             optimizer.step()
             return float(loss.numpy())
@@ -233,9 +246,13 @@ def _as(array: np.ndarray, dtype: flow.dtype) -> flow.Tensor:
     return tensor if tensor.dtype == dtype else tensor.to(dtype)
 
 
+def _local(tensor: flow.Tensor) -> flow.Tensor:
+    return tensor
+
+
 def _input(model, x: np.ndarray) -> flow.Tensor:
-    return _as(x, model.dualtrain_dtype)
+    return (model.dualtrain_place or _local)(_as(x, model.dualtrain_dtype))
 
 
 def _target(model, y: np.ndarray) -> flow.Tensor:
-    return _as(y, model.dualtrain_dtype)
+    return (model.dualtrain_place or _local)(_as(y, model.dualtrain_dtype))
