@@ -98,6 +98,12 @@ class Backend(ABC):
     #: Seconds between starting one rank and the next (ranks that race at start-up).
     data_parallel_stagger: ClassVar[float] = 0.0
 
+    #: Whether `probe` records (and teacher-forces) every module of an eager step,
+    #: and `read_grads`, `write_grads`, `read_hyperparams` work (`dualtrain.diagnose`).
+    supports_probes: ClassVar[bool] = False
+    #: Why not, shown when a diagnosis cannot look inside this backend's steps.
+    probes_reason: ClassVar[str] = "this backend has no per-module probes"
+
     @abstractmethod
     def build(self, spec: ModelSpec | UserModule, dtype: str, device: str) -> Any:
         """A model for `spec` (or a user's module), in train mode, in `dtype` on `device`."""
@@ -172,6 +178,24 @@ class Backend(ABC):
         `dtype`, before any training: findings with file, line, name, kind
         ("missing" or "difference") and message. None by default."""
         return []
+
+    def probe(self, model: Any, forced: Any = None) -> Any:
+        """Hooks on every module of `model` (a `dualtrain.diagnose.hooks.Probe`: its
+        `record` fills during the next eager step, `remove()` takes them off); with
+        `forced` (the reference's record of that step) every module is teacher-forced."""
+        raise CapabilityError(f"backend {self.name!r}: {self.probes_reason}")
+
+    def read_grads(self, model: Any) -> dict[str, np.ndarray]:
+        """Every parameter's gradient after a backward, by stable name (only with probes)."""
+        raise CapabilityError(f"backend {self.name!r}: {self.probes_reason}")
+
+    def write_grads(self, model: Any, grads: dict[str, np.ndarray]) -> None:
+        """Set every parameter's gradient, for an optimizer step on given gradients."""
+        raise CapabilityError(f"backend {self.name!r}: {self.probes_reason}")
+
+    def read_hyperparams(self, optimizer: Any) -> list[float]:
+        """Each group's lr as the optimizer holds it (what `set_hyperparams` applied)."""
+        raise CapabilityError(f"backend {self.name!r}: {self.probes_reason}")
 
     def start_at(self, model: Any, step: int) -> None:
         """The run's first step (0, or a checkpoint's), for what a model draws per

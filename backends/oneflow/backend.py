@@ -64,6 +64,28 @@ class OneFlowBackend(Backend):
 
         return replicas(rank, mode, dtype)
 
+    supports_probes = True
+
+    def probe(self, model, forced=None):
+        from dualtrain_oneflow import probes
+
+        return probes.probe(model, forced)
+
+    def read_grads(self, model) -> dict[str, np.ndarray]:
+        from dualtrain_oneflow import probes
+
+        return probes.read_grads(model)
+
+    def write_grads(self, model, grads: dict[str, np.ndarray]) -> None:
+        from dualtrain_oneflow import probes
+
+        probes.write_grads(model, grads)
+
+    def read_hyperparams(self, optimizer) -> list[float]:
+        from dualtrain_oneflow import probes
+
+        return probes.read_hyperparams(optimizer)
+
     def preflight(self, model: UserModule, dtype: str) -> list:
         """What OneFlow 0.9.0 lacks or does differently in the torch source (none
         for a hand port: that file is the user's OneFlow code already)."""

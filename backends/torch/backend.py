@@ -47,6 +47,28 @@ class TorchBackend(Backend):
 
         return TorchReplicas(rank)
 
+    supports_probes = True
+
+    def probe(self, model, forced=None):
+        from dualtrain_torch import probes
+
+        return probes.probe(model, forced)
+
+    def read_grads(self, model) -> dict[str, np.ndarray]:
+        from dualtrain_torch import probes
+
+        return probes.read_grads(model)
+
+    def write_grads(self, model, grads: dict[str, np.ndarray]) -> None:
+        from dualtrain_torch import probes
+
+        probes.write_grads(model, grads)
+
+    def read_hyperparams(self, optimizer) -> list[float]:
+        from dualtrain_torch import probes
+
+        return probes.read_hyperparams(optimizer)
+
     def running(self):
         """torch's global RNG as it was after the run: a user module's own dropout
         still draws from it (its output is then replaced by the shared mask's)."""
