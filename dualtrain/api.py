@@ -100,17 +100,19 @@ def compare(
     rtol: float = _compare.RTOL,
     atol: float = _compare.ATOL,
     tensorboard: str | os.PathLike | None = None,
+    diagnose: bool | None = None,
     **options: Any,
 ) -> _compare.Comparison:
     """Train on every backend x mode from the same weights and batches; judge each
     against the first engine. Same options as `fit` (`tensorboard`: one run per
-    engine); `.passed` says whether all agree."""
+    engine); `.passed` says whether all agree. `diagnose` as for `port`."""
     config = run_config(**options)
     train, validation = _datasets(model, x, y, val)
     _require_tensorboard(tensorboard)
     result = _compare.compare(
         config, model, train, validation, list(backends), list(modes), _arrays(weights), rtol, atol
     )
+    _localise(result, diagnose)
     return _tensorboard_comparison(tensorboard, result)
 
 
@@ -128,6 +130,7 @@ def port(
     rtol: float = _compare.RTOL,
     atol: float = _compare.ATOL,
     tensorboard: str | os.PathLike | None = None,
+    diagnose: bool | None = None,
     **options: Any,
 ) -> _compare.Comparison:
     """Train your own torch module on every engine; judge each against torch eager.
@@ -148,6 +151,9 @@ def port(
         loss: "mse" or "cross_entropy"; default from y (int: cross_entropy).
         dropout: "shared" (every engine applies the core's masks) or "native".
         tensorboard: a folder for TensorBoard scalars, one run per engine (as `fit`).
+        diagnose: None (default): when an engine parts, localise the step, phase and
+            module (`.diagnosis`, `.first_divergence`; what cannot be localised is a
+            note); True: always, raising a one-line error if it cannot; False: never.
         **options: the training options of `fit` (optimizer, lr, scheduler, epochs, ...);
             dtype defaults to float32 here (torch eager in float64 is the reference).
 
@@ -165,7 +171,16 @@ def port(
     )
     _require_tensorboard(tensorboard)
     result = _port.port_check(described, config, train, validation, engines, rtol, atol)
+    _localise(result, diagnose)
     return _tensorboard_comparison(tensorboard, result)
+
+
+def _localise(comparison: _compare.Comparison, diagnose: bool | None) -> None:
+    if diagnose not in (None, True, False):
+        raise ConfigError(f"diagnose must be None, True or False, got {diagnose!r}")
+    from dualtrain.diagnose import localise
+
+    localise(comparison, diagnose)
 
 
 def module_source(model: Any, init: Mapping[str, Any] | None = None) -> ModuleSource:

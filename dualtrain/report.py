@@ -39,6 +39,10 @@ def write_report(
             images = _plots(comparison, out, title)
         except ConfigError as exc:  # no matplotlib: the report and trajectories still count
             missing = str(exc)
+    if comparison.diagnosis is not None:
+        from dualtrain.diagnose.output import write as write_diagnosis
+
+        images += write_diagnosis(comparison, out, title, plots and not missing)
     path = out / "report.md"
     text = render(comparison, title, images)
     if missing:
@@ -88,7 +92,13 @@ def render(comparison: Comparison, title: str, images: list[str]) -> str:
     first = comparison.first_divergence
     if first is not None:
         where = "its final parameters" if first["step"] is None else f"step {first['step']}"
+        if first.get("phase"):
+            where += f", phase {first['phase']}, module `{first['module']}`"
         lines += ["", f"First divergence: `{first['engine']}` at {where}."]
+    if comparison.diagnosis is not None:
+        from dualtrain.diagnose.output import markdown
+
+        lines += markdown(comparison.diagnosis)
     if notes:
         lines += ["", "Notes:", *notes]
     lines += ["", *(f"![{name}]({name})" for name in images)]
@@ -202,4 +212,11 @@ def summary(comparison: Comparison) -> dict:
         "engines": engines,
         "excluded_from_final_weights": list(comparison.excluded),
         "notes": list(comparison.notes),
+        **({} if comparison.diagnosis is None else {"diagnosis": _diagnosis(comparison)}),
     }
+
+
+def _diagnosis(comparison: Comparison) -> list[dict]:
+    from dualtrain.diagnose.output import as_json
+
+    return as_json(comparison.diagnosis)

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from dualtrain.commands.training import add_nproc_option, add_training_options, resolve
+from dualtrain.diagnose.pipeline import localise_or_error, where
 from dualtrain.errors import ConfigError
 from dualtrain.loop import with_overrides
 from dualtrain.port import DEFAULT_DTYPE, DEFAULT_ENGINES, port_check
@@ -64,6 +65,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="shared (default: every engine applies the same masks) or native",
     )
     add_nproc_option(p)
+    p.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="localise the step, phase and module where an engine parts (automatic when "
+        "one parts), or show every module within its noise (docs/diagnose.md)",
+    )
     add_training_options(p)
     p.set_defaults(run=run)
 
@@ -109,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     if "dtype" not in job.values:  # users train in float32: the port checks that
         config = with_overrides(config, dtype=DEFAULT_DTYPE)
     result = port_check(model, config, job.train, job.val, engines)
+    unlocalised = localise_or_error(result, args.diagnose)
     for r in result.results:
         if r.skipped:
             print(f"{r.engine}: skipped ({r.skipped})")
@@ -126,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     if result.first_divergence is not None:
         first = result.first_divergence
-        print(f"first divergence: {first['engine']} at step {first['step']}")
+        print(f"first divergence: {first['engine']} at step {first['step']}{where(first)}")
     title = f"dualtrain port: {source.label}" + (f" against {against}" if against else "")
     report = write_report(result, job.out, title, machine_readable=True)
     print(f"report: {report} (and report.json, divergence.png, loss.png, lr.png)")
@@ -135,4 +143,6 @@ def run(args: argparse.Namespace) -> int:
 
         write_runs(job.values["tensorboard"], comparison_runs(result))
         print(f"tensorboard: {job.values['tensorboard']} (one run per engine)")
+    if unlocalised is not None:  # after the comparison's own report is on disk
+        raise unlocalised
     return 0 if result.passed else EXIT_DISAGREE

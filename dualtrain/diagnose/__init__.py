@@ -16,3 +16,10 @@ def diagnose(comparison: Any, always: bool = False) -> Any:
     from dualtrain.diagnose.pipeline import diagnose as run
 
     return run(comparison, always)
+
+
+def localise(comparison: Any, requested: bool | None = None) -> None:
+    """See `dualtrain.diagnose.pipeline.localise`."""
+    from dualtrain.diagnose.pipeline import localise as run
+
+    run(comparison, requested)

@@ -6,7 +6,7 @@ import math
 
 from dualtrain.backend import get_backend
 from dualtrain.comparison import Comparison, EngineResult, _engine_config
-from dualtrain.diagnose.localise import (
+from dualtrain.diagnose.phases import (
     Diagnosis,
     Finding,
     classify,
@@ -16,7 +16,7 @@ from dualtrain.diagnose.localise import (
     require_probes,
     runs_for,
 )
-from dualtrain.errors import ConfigError
+from dualtrain.errors import CapabilityError, ConfigError
 
 
 def diagnose(comparison: Comparison, always: bool = False) -> Diagnosis:
@@ -105,3 +105,37 @@ def _reference_losses(comparison: Comparison, reference) -> list[float] | None:
     same = (cfg["backend"], cfg["mode"], cfg["dtype"]) == (reference.backend, "eager", "float64")
     get_backend(reference.backend)
     return list(ran.run.trajectory.losses) if same else None
+
+
+def localise(comparison: Comparison, requested: bool | None = None) -> None:
+    """The diagnosis a command or the API runs after a comparison.
+
+    `requested` True (`--diagnose`): always, and what cannot be diagnosed raises
+    its one-line error; None (the default): only when an engine parted, and what
+    cannot be diagnosed becomes a note of the comparison; False: never.
+    """
+    if requested is False or (requested is None and comparison.passed):
+        return
+    try:
+        diagnose(comparison, always=bool(requested))
+    except (ConfigError, CapabilityError) as exc:
+        if requested:
+            raise
+        comparison.notes.append(f"not localised: {exc}")
+
+
+def localise_or_error(comparison: Comparison, requested: bool) -> ConfigError | None:
+    """`localise` for a command: `--diagnose` (`requested`) or automatic; the error
+    of a requested diagnosis is returned, to be raised once the report is written."""
+    try:
+        localise(comparison, True if requested else None)
+    except ConfigError as exc:
+        return exc
+    return None
+
+
+def where(first: dict) -> str:
+    """ ", phase forward, module `blocks.1.norm1`" for a diagnosed divergence, else ""."""
+    if not first.get("phase"):
+        return ""
+    return f", phase {first['phase']}, module {first['module'] or '(the model itself)'}"

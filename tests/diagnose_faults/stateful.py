@@ -1,5 +1,8 @@
-"""A torch model whose forward has a side effect the probe cannot replay: it counts."""
+"""A torch model whose forward has a side effect the probe cannot replay: it counts
+its training calls (not those under no_grad, so the port's dry forward, run twice
+without gradients, sees none) and scales its output by the count."""
 
+import torch
 from torch import nn
 
 
@@ -10,5 +13,6 @@ class Counting(nn.Module):
         self.calls = 0
 
     def forward(self, x):
-        self.calls += 1
+        if torch.is_grad_enabled():
+            self.calls += 1
         return self.linear(x) * (1.0 + 0.01 * self.calls)
