@@ -323,8 +323,10 @@ def classify(sides: dict[str, Side], excluded) -> list[Check]:
     for name in r.update:
         if name in excluded:
             continue
+        module = r.record.calls.get(owner(name))
         checks.append(
-            check("optimizer", owner(name), f"update of {name}", "", e.update.get(name),
+            check("optimizer", owner(name), f"update of {name}", module.kind if module else "",
+                  e.update.get(name),
                   r.update[name], n.update.get(name), o.update.get(name) if o else None,
                   _change(r.update[name], r.before[0], name))
         )  # fmt: skip
