@@ -151,7 +151,11 @@ def test_a_hand_port_with_one_difference_fails_at_step_0(change, tmp_path, capsy
     assert summary["verdict"] == "fail"
     assert summary["engines"]["oneflow/eager"]["result"] == "fail"
     # Both differences change the very first forward: the first loss already parts.
-    assert summary["first_divergence"] == {"engine": "oneflow/eager", "step": 0}
+    found = summary["first_divergence"]
+    assert {k: found[k] for k in ("engine", "step")} == {"engine": "oneflow/eager", "step": 0}
+    # Localised automatically (docs/diagnose.md): the forward of the module changed.
+    module = "features.2" if "GELU" in change[1] else "features.1"
+    assert (found["phase"], found["module"]) == ("forward", module)
     assert "first divergence: oneflow/eager at step 0" in capsys.readouterr().out
 
 
