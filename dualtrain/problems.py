@@ -1,9 +1,11 @@
 """Built-in problems: small named presets of data, model and defaults.
 
 Each is deterministic from its seed, so every backend trains on the same rows.
-`images` and `sequence` bring no model (the declarative spec has no
-convolution or embedding): they are data for a user's own module
-(`dualtrain port`), and their `defaults` name the loss that fits them.
+`digits` (scikit-learn's 8x8 handwritten digits) comes with a small CNN and
+`tokens` with a token-wise transformer-like model (no attention: see
+docs/layers.md); `images` and `sequence` bring no model: they are data for a
+user's own module (`dualtrain port`), and their `defaults` name the loss that
+fits them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,22 @@ import numpy as np
 
 from dualtrain.data import Dataset
 from dualtrain.errors import ConfigError
-from dualtrain.model import Linear, ModelSpec, mlp
+from dualtrain.model import (
+    GELU,
+    AvgPool2d,
+    BatchNorm2d,
+    Conv2d,
+    Dropout,
+    Embedding,
+    Flatten,
+    LayerNorm,
+    Linear,
+    MaxPool2d,
+    ModelSpec,
+    ReLU,
+    Residual,
+    mlp,
+)
 
 
 @dataclass(frozen=True)
@@ -124,12 +141,107 @@ def sequence(seed: int = 0, n: int = 1200, length: int = 12, vocab: int = 16) ->
     )
 
 
+def digits_cnn(dropout: float = 0.25) -> ModelSpec:
+    """The digits preset: two 3x3 convolutions (BatchNorm after the first, whose conv
+    then has no bias), max and average pooling, dropout, a linear read-out of 10."""
+    return ModelSpec(
+        (
+            Conv2d(1, 8, 3, padding=1, bias=False),
+            BatchNorm2d(8),
+            ReLU(),
+            MaxPool2d(2),
+            Conv2d(8, 16, 3, padding=1),
+            ReLU(),
+            AvgPool2d(2),
+            Flatten(),
+            Dropout(dropout),
+            Linear(64, 10),
+        ),
+        loss="cross_entropy",
+        name="digits-cnn",
+    )
+
+
+def digits(seed: int = 0) -> Problem:
+    """scikit-learn's 1797 handwritten digits, 8x8 pixels scaled to [0, 1], 10 classes.
+
+    x is float64 (N, 1, 8, 8), y int64 (N,). The data ships inside scikit-learn's
+    wheel (no download); it is the `digits` extra. The 1438 training rows leave
+    a short last batch of 30 at batch size 32, so the default drops it
+    (`drop_last`): a static graph then keeps one batch shape.
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ConfigError(
+            "problem 'digits' needs scikit-learn: pip install 'dualtrain[digits]'"
+        ) from None
+    bunch = load_digits()
+    x = (bunch.images / 16.0)[:, None].astype(np.float64)
+    data = Dataset(x, bunch.target.astype(np.int64))
+    return Problem(
+        "digits", data, digits_cnn(), batch_size=32, defaults={"drop_last": True, "lr": 0.1}
+    )
+
+
+#: The tokens problem's sizes, which its preset model is built for.
+TOKEN_VOCAB, TOKEN_CLASSES = 16, 5
+
+
+def token_transformer(dim: int = 16, hidden: int = 32, dropout: float = 0.1) -> ModelSpec:
+    """The tokens preset: a pre-norm transformer block's shape without attention.
+
+    Embedding (padding id 0), two residual blocks x + Dropout(W2 GELU(W1 LN(x))) (the
+    first with exact GELU, the second with the tanh approximation), a final
+    LayerNorm and a per-token linear read-out: every token is classified from
+    itself alone (attention is not among dualtrain's layers).
+    """
+
+    def block(approximate: str) -> Residual:
+        return Residual(
+            (LayerNorm(dim), Linear(dim, hidden), GELU(approximate), Linear(hidden, dim),
+             Dropout(dropout))
+        )  # fmt: skip
+
+    return ModelSpec(
+        (
+            Embedding(TOKEN_VOCAB, dim, padding_idx=0),
+            block("none"),
+            block("tanh"),
+            LayerNorm(dim),
+            Linear(dim, TOKEN_CLASSES),
+        ),
+        loss="cross_entropy",
+        name="token-transformer",
+    )
+
+
+def tokens(seed: int = 0, n: int = 640, length: int = 12) -> Problem:
+    """Token classification: sequences of ids 1-15 padded with 0, a tag per position.
+
+    Each sequence has 6 to `length` tokens, then padding 0. The tag of a token is
+    its word class (1 to 4, a seeded partition of the vocabulary); padding is
+    tagged 0. x int64 (N, length), y int64 (N, length): per-token cross-entropy
+    on outputs of shape (batch, length, 5).
+    """
+    rng = np.random.default_rng([seed, 11])
+    word_class = 1 + rng.permutation(np.arange(TOKEN_VOCAB - 1) % (TOKEN_CLASSES - 1))
+    tags = np.concatenate([[0], word_class]).astype(np.int64)
+    x = rng.integers(1, TOKEN_VOCAB, size=(n, length)).astype(np.int64)
+    lengths = rng.integers(length // 2, length + 1, size=n)
+    x[np.arange(length) >= lengths[:, None]] = 0
+    return Problem("tokens", Dataset(x, tags[x]), token_transformer(), batch_size=32,
+                   defaults={"lr": 0.1})  # fmt: skip
+
+
 PROBLEMS: dict[str, Callable[..., Problem]] = {
     "regression": regression,
     "linear": linear,
     "classification": classification,
     "images": images,
     "sequence": sequence,
+    "digits": digits,
+    "tokens": tokens,
 }
 
 

@@ -185,3 +185,13 @@ def test_the_command_line_refuses_a_bad_model_file_with_exit_2(capsys, tmp_path)
     code, _, err = run(capsys, f"train --problem regression --model {EXAMPLES / 'mlp.toml'} "
                        "--data nothing.npz")  # fmt: skip
     assert code == 2
+
+
+@pytest.mark.parametrize(
+    ("file", "preset"), [("cnn.toml", "digits_cnn"), ("transformer.toml", "token_transformer")]
+)
+def test_the_example_files_are_the_problems_presets(file, preset):
+    from dualtrain import problems
+
+    spec, builtin = load_model_file(EXAMPLES / file), getattr(problems, preset)()
+    assert (spec.layers, spec.loss) == (builtin.layers, builtin.loss)

@@ -32,7 +32,12 @@ class ResidualBlock(nn.Sequential):
     """x + layers(x); a Sequential, so its parameters are "2.0.weight" as the core names them."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + super().forward(x)
+        # The children by iteration, not super().forward: nn.Graph calls this with a
+        # proxy of the module as self, which super() refuses.
+        out = x
+        for module in self:
+            out = module(out)
+        return x + out
 
 
 def _pool(spec):
