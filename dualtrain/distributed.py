@@ -184,6 +184,15 @@ class Replicas(ABC):
         """A checkpoint's optimizer state into the replicated optimizer."""
         backend.load_optimizer_state(optimizer, state)
 
+    def read_state(self, backend: Backend, replica: Any) -> dict[str, np.ndarray]:
+        """This rank's copy of the weights, read without a collective: rank 0 alone
+        reads them for a checkpoint."""
+        return backend.read_state(replica.local)
+
+    def optimizer_state(self, backend: Backend, optimizer: Any) -> dict[str, np.ndarray]:
+        """This rank's copy of the optimizer state, read without a collective."""
+        return backend.optimizer_state(optimizer)
+
     def close(self) -> None:
         """Leave the process group; optional."""
         return None
@@ -221,7 +230,7 @@ class RankBackend(Backend):
         self.inner.load_state(model.local, arrays)
 
     def read_state(self, model: Replica) -> dict[str, np.ndarray]:
-        return self.inner.read_state(model.local)
+        return self.replicas.read_state(self.inner, model)
 
     def make_optimizer(self, model: Replica, spec):
         model.replica = self.replicas.replicate(model.local)
@@ -251,7 +260,7 @@ class RankBackend(Backend):
         return self._sharded(self.replicas.compile_step(self.inner, model, optimizer, plan))
 
     def optimizer_state(self, optimizer) -> dict[str, np.ndarray]:
-        return self.inner.optimizer_state(optimizer)
+        return self.replicas.optimizer_state(self.inner, optimizer)
 
     def load_optimizer_state(self, optimizer, state) -> None:
         self.replicas.load_optimizer_state(self.inner, optimizer, state)

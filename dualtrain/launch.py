@@ -132,11 +132,11 @@ def run_ranks(
     pids: list[int] = []
     strikes, mark = 0, progress() if progress else None
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        outcome = _attempt(payload, world, label, stagger, hang or HangRule(), env or {}, pids)
+        outcome = _attempt(payload, world, stagger, hang or HangRule(), env or {}, pids)
         if not isinstance(outcome, _Failure):
             return outcome, notes, pids
         if not outcome.crash:
-            _raise(outcome, pids)
+            _raise(outcome, label, pids)
         now = progress() if progress else None
         strikes = 1 if now != mark else strikes + 1
         mark = now
@@ -145,20 +145,21 @@ def run_ranks(
             break
         notes[-1] += ", retrying every rank" + (f" from step {now}" if now else "")
     if not retries:
-        _raise(outcome, pids)
+        _raise(outcome, label, pids)
     raise RankFailed(
         f"{label} crashed on {len(notes)} attempts: {'; '.join(notes)}", outcome.rank, pids
     )
 
 
-def _raise(failure: _Failure, pids: list[int]):
+def _raise(failure: _Failure, label: str, pids: list[int]):
     if isinstance(failure.error, ConfigError) and not isinstance(failure.error, PeerLost):
         raise failure.error from _ChildTraceback(failure.text)
     cause = _ChildTraceback(failure.text) if failure.text else None
-    raise RankFailed(failure.message, failure.rank, pids) from cause
+    message = f"{label}: {failure.message}; every rank was stopped"
+    raise RankFailed(message, failure.rank, pids) from cause
 
 
-def _attempt(payload, world, label, stagger, hang, env, pids) -> list[Any] | _Failure:
+def _attempt(payload, world, stagger, hang, env, pids) -> list[Any] | _Failure:
     port = free_port()
     timeout = collective_timeout({**os.environ, **env})
     threads = str(max(1, len(os.sched_getaffinity(0)) // world))
@@ -175,7 +176,7 @@ def _attempt(payload, world, label, stagger, hang, env, pids) -> list[Any] | _Fa
             popen = _start_child(folder, variables, session=True)
             pids.append(popen.pid)
             ranks.append(_Process(rank, folder, popen))
-        return _watch(ranks, label, hang, timeout)
+        return _watch(ranks, hang, timeout)
     finally:
         for process in ranks:
             _end(process.popen)
@@ -190,7 +191,7 @@ def _end(popen: subprocess.Popen) -> None:
     popen.wait()
 
 
-def _watch(ranks: list[_Process], label: str, hang: HangRule, timeout: float):
+def _watch(ranks: list[_Process], hang: HangRule, timeout: float):
     """Every rank's result, or the first failure (the other ranks still running)."""
     world = len(ranks)
     lost_at = None
@@ -204,16 +205,16 @@ def _watch(ranks: list[_Process], label: str, hang: HangRule, timeout: float):
         own = [p for p in ended if not _lost_peer(p)]
         failed = [p for p in own if p.outcome[0] != "ok"]
         if failed:
-            return _blame(failed[0], world, label)
+            return _blame(failed[0], world)
         if len(own) == world:
             return [p.outcome[1] for p in ranks]
         running = [p for p in ranks if p.outcome is None]
         if len(ended) > len(own):  # a rank lost its peer: one that failed or hung
             lost_at = lost_at or now
             if not running:
-                return _Failure(f"{label}: every rank lost its peers", None, crash=False)
+                return _Failure("every rank lost its peers", None, crash=False)
             if now - lost_at > GRACE:
-                return _hung(running, world, label, f"rank {ended[-1].rank} timed out waiting")
+                return _hung(running, world, f"rank {ended[-1].rank} timed out waiting")
             continue
         stalled = []
         for process in running:
@@ -230,7 +231,7 @@ def _watch(ranks: list[_Process], label: str, hang: HangRule, timeout: float):
             fewest = min(p.steps[0] for p in stalled)
             behind = [p for p in stalled if p.steps[0] == fewest]
             why = f"no rank finished a step for {now - max(p.moved for p in stalled):.3g} s"
-            return _hung(behind, world, label, why)
+            return _hung(behind, world, why)
 
 
 def _outcome(process: _Process) -> tuple:
@@ -246,25 +247,25 @@ def _lost_peer(process: _Process) -> bool:
     return process.outcome[0] == "error" and isinstance(process.outcome[1], PeerLost)
 
 
-def _blame(process: _Process, world: int, label: str) -> _Failure:
-    who = f"{label}: rank {process.rank} of {world}"
+def _blame(process: _Process, world: int) -> _Failure:
+    who = f"rank {process.rank} of {world}"
     kind, *rest = process.outcome
     if kind == "error":
         error, text = rest
         first = (str(error).strip().splitlines() or [""])[0]
-        message = f"{who} raised {type(error).__name__}: {first}; every rank was stopped"
+        message = f"{who} raised {type(error).__name__}: {first}"
         return _Failure(message, process.rank, crash=False, error=error, text=text)
     why, started = rest
     if not started:
         message = f"{who} exited ({why}) before starting the job (its stderr says why)"
         return _Failure(message, process.rank, crash=False)
     steps = _read_beat(process.folder)[0]
-    message = f"{who} {why} without a result after ~{steps} steps; every rank was stopped"
+    message = f"{who} {why} without a result after ~{steps} steps"
     return _Failure(message, process.rank, crash=True)
 
 
-def _hung(processes: list[_Process], world: int, label: str, why: str) -> _Failure:
+def _hung(processes: list[_Process], world: int, why: str) -> _Failure:
     names = " and ".join(str(p.rank) for p in processes)
     word = "rank" if len(processes) == 1 else "ranks"
-    message = f"{label}: {word} {names} of {world} hung ({why}); every rank was stopped"
+    message = f"{word} {names} of {world} hung ({why})"
     return _Failure(message, processes[0].rank, crash=True)

@@ -14,9 +14,16 @@ Each 2-process run is made once per module and read by several tests.
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from dualtrain.backend import register_backend, unregister_backend
 from dualtrain.comparison import compare
 from dualtrain.data import Dataset, batch_indices
 from dualtrain.distributed import shard
@@ -141,15 +148,68 @@ def test_oneflow_ddp_float32_adam_equals_the_emulation_bit_for_bit(adam32):
         assert np.array_equal(adam32.state[name], value), name
 
 
-def test_oneflow_graph_on_global_tensors_trains_as_the_one_process_graph():
-    config = with_overrides(SGD, mode="graph", dtype="float32")
-    two = train_engine(config, MODEL, data())
-    one = train_engine(with_overrides(config, nproc=1), MODEL, data())
-    assert two.trajectory.meta["nproc"] == 2
-    got, want = np.array(two.trajectory.losses), np.array(one.trajectory.losses)
+GRAPH = with_overrides(SGD, mode="graph", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def graph2():
+    return train_engine(GRAPH, MODEL, data())
+
+
+def test_oneflow_graph_on_global_tensors_trains_as_the_one_process_graph(graph2):
+    one = train_engine(with_overrides(GRAPH, nproc=1), MODEL, data())
+    assert graph2.trajectory.meta["nproc"] == 2
+    got, want = np.array(graph2.trajectory.losses), np.array(one.trajectory.losses)
     # Measured: 2.0e-7 relative on the losses, 6e-8 on the parameters: float32,
     # the global batch's mean and gradients reduced across ranks in another order
     # (a few float32 ulps); a wrong shard or lr moves them at 1e-3.
     assert np.allclose(got, want, rtol=1e-6, atol=0)
     for name, value in one.state.items():
-        assert np.allclose(two.state[name], value, rtol=0, atol=5e-7), name
+        assert np.allclose(graph2.state[name], value, rtol=0, atol=5e-7), name
+
+
+CRASH_AT = "DUALTRAIN_TEST_CRASH_AT"
+
+
+class CrashingGraph(OneFlowBackend):
+    """OneFlow, whose rank 1 dies by SIGSEGV once, at the first graph step after a
+    recovery checkpoint exists in the temporary folder DUALTRAIN_TEST_CRASH_AT names."""
+
+    name = "oneflow-crashing"
+    graph_crashes_per_step = 0.2  # recovery checkpoints every few steps
+
+    def compile_step(self, model, optimizer, plan):
+        step = super().compile_step(model, optimizer, plan)
+        folder = Path(os.environ[CRASH_AT])
+        marker = folder / "marker"
+
+        def crashing(x, y):
+            due = os.environ["RANK"] == "1" and not marker.exists()
+            if due and any(folder.glob("dualtrain-recovery-*/step-*")):
+                marker.write_text("crashed")
+                os.kill(os.getpid(), signal.SIGSEGV)
+            return step(x, y)
+
+        return crashing
+
+
+def test_a_graph_crash_in_one_rank_retries_every_rank_visibly(graph2, tmp_path, monkeypatch):
+    monkeypatch.setenv(CRASH_AT, str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the run keeps them
+    register_backend(CrashingGraph)
+    try:
+        run = train_engine(with_overrides(GRAPH, backend=CrashingGraph.name), MODEL, data())
+    finally:
+        unregister_backend(CrashingGraph.name)
+    [note] = run.notes
+    found = re.fullmatch(
+        r"oneflow-crashing/graph: attempt 1 crashed \(rank 1 of 2 killed by SIGSEGV without "
+        r"a result after ~\d+ steps\), retrying every rank from step (\d+)",
+        note,
+    )
+    assert found and int(found.group(1)) > 0, note
+    assert len(run.trajectory.steps) == len(graph2.trajectory.steps)
+    # Resumed from a checkpoint, the graph goes on as if it had never crashed.
+    assert run.trajectory.losses == graph2.trajectory.losses
+    for name, value in graph2.state.items():
+        assert np.array_equal(run.state[name], value), name

@@ -116,9 +116,45 @@ class GlobalReplicas(Replicas):
         finally:
             model.dualtrain_place = self.split
 
+    def read_state(self, backend: Backend, replica: Replica) -> dict[str, np.ndarray]:
+        """This rank's copy: `numpy()` of a global tensor is a collective, which
+        would wait for ever when rank 0 alone reads the weights for a checkpoint."""
+        state = replica.local.state_dict()
+        return {name: tensor.to_local().numpy().copy() for name, tensor in state.items()}
+
+    def optimizer_state(self, backend: Backend, optimizer) -> dict[str, np.ndarray]:
+        return backend.optimizer_state(_LocalView(optimizer))
+
     def load_optimizer_state(self, backend: Backend, optimizer, state) -> None:
         backend.load_optimizer_state(optimizer, state)
         for key, slots in optimizer._state.items():
             if not isinstance(key, str):  # a parameter's slots, loaded as local tensors
                 for slot, value in slots.items():
                     slots[slot] = self.whole(value)
+
+
+class _LocalView:
+    """What `OneFlowBackend.optimizer_state` reads of an optimizer (names, eager
+    slots, the graph's state), with every global tensor as this rank's copy."""
+
+    def __init__(self, optimizer) -> None:
+        self.dualtrain_names = optimizer.dualtrain_names
+        self._state = {
+            key: slots if isinstance(key, str) else {s: _mine(t) for s, t in slots.items()}
+            for key, slots in optimizer._state.items()
+        }
+        graph = getattr(optimizer, "dualtrain_graph", None)
+        self.dualtrain_graph = None if graph is None else _GraphView(graph)
+
+
+class _GraphView:
+    def __init__(self, graph) -> None:
+        self.graph = graph
+
+    def state_dict(self) -> dict:
+        return {key: _mine(value) for key, value in self.graph.state_dict().items()}
+
+
+def _mine(value):
+    """A global tensor's copy on this rank (no collective); anything else as it is."""
+    return value.to_local() if isinstance(value, flow.Tensor) and value.is_global else value
