@@ -154,6 +154,39 @@ def test_two_processes_equal_one_full_batch_process_within_rounding(sgd_cli):
         assert np.allclose(last.model[name], value, rtol=1e-12, atol=1e-15), name
 
 
+def test_a_two_process_checkpoint_resumes_on_one_process_within_rounding(sgd_cli):
+    folder, _ = sgd_cli
+    middle = checkpoints.load(folder / "out" / "checkpoints" / "step-00000004")
+    assert middle.config["nproc"] == 2
+    resumed = fit(with_overrides(cli_config(), nproc=1), MODEL, data(), resume=middle)
+    last = checkpoints.load(folder / "out" / "checkpoints")
+    assert resumed.trajectory.steps[:4] == last.trajectory["steps"][:4]
+    assert len(resumed.trajectory.steps) == 9
+    # As for the whole run on one process (measured 2.8e-16 / 1.3e-15 above).
+    assert np.allclose(
+        resumed.trajectory.losses, [s["loss"] for s in last.trajectory["steps"]], rtol=1e-13, atol=0
+    )
+    for name, value in resumed.state.items():
+        assert np.allclose(last.model[name], value, rtol=1e-12, atol=1e-15), name
+
+
+def test_a_two_process_checkpoint_resumes_on_two_processes_exactly(sgd_cli, tmp_path):
+    folder, _ = sgd_cli
+    middle = folder / "out" / "checkpoints" / "step-00000004"
+    command = [sys.executable, "-m", "dualtrain", "train", "--resume", str(middle)]
+    command += ["--nproc", "2", "--out", str(tmp_path)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    again = checkpoints.load(tmp_path / "checkpoints")
+    last = checkpoints.load(folder / "out" / "checkpoints")
+    assert again.step == 9 and again.trajectory["steps"][:4] == last.trajectory["steps"][:4]
+    assert [s["loss"] for s in again.trajectory["steps"]] == [
+        s["loss"] for s in last.trajectory["steps"]
+    ]
+    for name, value in last.model.items():
+        assert np.array_equal(again.model[name], value), name
+
+
 # --- refused in one line, before any process starts ------------------------------------
 
 
