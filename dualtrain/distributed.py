@@ -148,12 +148,21 @@ def check_model(model: Any, world: int) -> None:
             f"nproc {world}: loss 'sse' sums over the batch, but data parallel averages the "
             "processes' gradients (a mean loss's); use loss 'mse' or nproc 1"
         )
-    described = getattr(model, "described", None)
-    if described is not None and described.dropout_sites and model.dropout == "shared":
+    if _shared_dropout(model):
         raise ConfigError(
             f"nproc {world}: shared dropout masks are drawn for a whole batch in one "
             "process; use --dropout native or nproc 1"
         )
+
+
+def _shared_dropout(model: Any) -> bool:
+    """Whether the core draws dropout masks for the model (a spec's Dropout layers,
+    or a user's module with dropout="shared")."""
+    sites = getattr(model, "dropout_sites", ())
+    if callable(sites):  # a spec
+        return bool(sites())
+    described = getattr(model, "described", None)
+    return bool(described and described.dropout_sites and model.dropout == "shared")
 
 
 class Replicas(ABC):

@@ -26,7 +26,7 @@ from dualtrain.data import Dataset, batch_indices
 from dualtrain.distributed import shard
 from dualtrain.errors import CapabilityError, ConfigError
 from dualtrain.loop import RunConfig, ScheduleConfig, fit, train_engine, with_overrides
-from dualtrain.model import mlp
+from dualtrain.model import Dropout, Linear, ModelSpec, mlp
 from dualtrain.optim import GroupSpec
 
 torch = pytest.importorskip("torch")
@@ -189,6 +189,8 @@ def test_a_two_process_checkpoint_resumes_on_two_processes_exactly(sgd_cli, tmp_
 
 # --- refused in one line, before any process starts ------------------------------------
 
+DROPOUT = ModelSpec((Linear(4, 8), Dropout(0.5), Linear(8, 3)), loss="cross_entropy")
+
 
 @pytest.mark.parametrize(
     "changes, model, error, words",
@@ -197,6 +199,7 @@ def test_a_two_process_checkpoint_resumes_on_two_processes_exactly(sgd_cli, tmp_
         ({"batch_size": 20}, MODEL, ConfigError, "the last batch of 8 rows does not split into 5"),
         ({}, mlp([4, 8, 3], batchnorm=True, loss="cross_entropy"), ConfigError, "BatchNorm '1'"),
         ({"backend": "numpy"}, MODEL, CapabilityError, "'numpy': this backend trains in one"),
+        ({}, DROPOUT, ConfigError, "shared dropout masks are drawn for a whole batch"),
     ],
 )
 def test_what_cannot_train_data_parallel_is_refused(changes, model, error, words):
