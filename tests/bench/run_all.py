@@ -11,6 +11,8 @@
   loop (goal <= 1.03), nn.Graph against eager, and the graph's step time as its
   lr table grows (every step a new lr: 100 to 10000 entries).
 - schedules: the engine's per-step cost against torch's `scheduler.step()`.
+- numpy cnn: the NumPy step of the digits CNN against torch eager (goal <= 3),
+  and its Conv2d against a hand-written im2col (tests/bench/numpy_conv_bench.py).
 - port: `dualtrain port` of the example CNN on the four engines, 200 steps each
   (tests/bench/port_bench.py).
 
@@ -34,6 +36,7 @@ import time
 import warnings
 
 from figures import FIGURES, spread
+from numpy_conv_bench import bench_numpy_cnn
 from port_bench import bench_port_cnn
 
 from dualtrain.backend import get_backend
@@ -308,6 +311,7 @@ def main() -> None:
     bench_torch_loop(max(3, args.repeats // 3))
     bench_oneflow_loop(max(3, args.repeats // 3))
     bench_schedules(max(3, args.repeats // 3))
+    bench_numpy_cnn(max(3, args.repeats // 3))
     bench_port_cnn()
     FIGURES.save()
 
