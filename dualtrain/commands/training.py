@@ -52,7 +52,8 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="TOML or JSON file with any of the options below")
     p.add_argument(
         "--problem",
-        help="built-in problem: regression, linear, classification; images, sequence (port)",
+        help="built-in problem: regression, linear, classification, digits (CNN), tokens "
+        "(transformer-like); images, sequence (data for port)",
     )
     p.add_argument("--data", help="your own data: .npz (arrays x, y) or .csv with a header")
     p.add_argument("--target", help="CSV column holding the target (default: the last)")
