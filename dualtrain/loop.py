@@ -215,7 +215,9 @@ def _data_parallel(job: _FitJob, backend: Backend, on_step) -> Run:
     distributed.check_model(job.model, config.nproc)
     distributed.check_shards(len(train), config.batch_size, config.drop_last, config.nproc)
     if rank is not None:
-        return job(on_step or (lambda record: None))
+        run = job(on_step or (lambda record: None))
+        run.trajectory.meta["nproc"] = config.nproc
+        return run
     isolated = config.mode == "graph" and backend.isolate_graph
     with tempfile.TemporaryDirectory(prefix="dualtrain-recovery-") as recovery:
         job.recovery = recovery if isolated else None

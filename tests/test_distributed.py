@@ -11,8 +11,10 @@ several tests.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +27,7 @@ from dualtrain.backend import register_backend, unregister_backend
 from dualtrain.data import Dataset, batch_indices
 from dualtrain.distributed import shard
 from dualtrain.errors import CapabilityError, ConfigError
+from dualtrain.launch import free_port
 from dualtrain.loop import RunConfig, ScheduleConfig, fit, train_engine, with_overrides
 from dualtrain.model import Dropout, Linear, ModelSpec, mlp
 from dualtrain.optim import GroupSpec
@@ -98,12 +101,9 @@ def sgd_cli(tmp_path_factory):
     """`dualtrain train --nproc 2` on the SGD config, checkpoints every 2 steps."""
     folder = tmp_path_factory.mktemp("sgd")
     np.savez(folder / "data.npz", x=data().x, y=data().y)
-    command = [sys.executable, "-m", "dualtrain", "train", "--backend", "torch", "--nproc", "2"]
-    command += ["--data", str(folder / "data.npz"), "--val-fraction", "0", "--no-shuffle"]
-    command += ["--optimizer", "sgd", "--lr", "0.1", "--momentum", "0.9", "--group", "0.=0.05"]
-    command += ["--scheduler", "StepLR", "--arg", "step_size=2", "--arg", "gamma=0.7"]
-    command += ["--interval", "step", "--epochs", "3", "--batch-size", "16", "--seed", "1"]
-    command += ["--save-every", "2", "--out", str(folder / "out")]
+    out = folder / "out"
+    command = [sys.executable, "-m", "dualtrain", *cli_arguments(folder / "data.npz", out)]
+    command += ["--nproc", "2", "--save-every", "2"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     return folder, done
@@ -185,6 +185,54 @@ def test_a_two_process_checkpoint_resumes_on_two_processes_exactly(sgd_cli, tmp_
     ]
     for name, value in last.model.items():
         assert np.array_equal(again.model[name], value), name
+
+
+def cli_arguments(data_file: Path, out: Path) -> list[str]:
+    """`dualtrain train`'s arguments for the SGD config (as `sgd_cli` runs it)."""
+    arguments = ["train", "--backend", "torch", "--data", str(data_file), "--val-fraction", "0"]
+    arguments += ["--no-shuffle", "--optimizer", "sgd", "--lr", "0.1", "--momentum", "0.9"]
+    arguments += ["--group", "0.=0.05", "--scheduler", "StepLR", "--arg", "step_size=2"]
+    arguments += ["--arg", "gamma=0.7", "--interval", "step", "--epochs", "3"]
+    return arguments + ["--batch-size", "16", "--seed", "1", "--out", str(out)]
+
+
+def test_two_local_nodes_under_torchrun_train_as_nproc_2(sgd_cli, tmp_path):
+    """Two torchrun launches, one a "node" (--node-rank 0 and 1, one process each),
+    the usual MASTER_ADDR/MASTER_PORT rendezvous: dualtrain train runs as each
+    rank, rank 0 alone writes, and the run is the --nproc 2 run bit for bit."""
+    folder, _ = sgd_cli
+    torchrun = Path(sys.executable).with_name("torchrun")
+    port = free_port()
+    nodes = []
+    for node in (0, 1):
+        command = [str(torchrun), "--nnodes", "2", "--nproc-per-node", "1"]
+        command += ["--node-rank", str(node), "--master-addr", "127.0.0.1"]
+        command += ["--master-port", str(port), "-m", "dualtrain"]
+        command += cli_arguments(folder / "data.npz", tmp_path / f"node{node}")
+        nodes.append(
+            subprocess.Popen(
+                command,
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )  # fmt: skip
+        )
+    try:
+        outputs = [node.communicate(timeout=300) for node in nodes]
+    finally:
+        for node in nodes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.pid, signal.SIGKILL)
+            node.wait()
+    assert [node.returncode for node in nodes] == [0, 0], outputs
+    assert "torch/eager: 9 steps" in outputs[0][0] and "steps" not in outputs[1][0]
+    assert not (tmp_path / "node1").exists()
+    got = json.loads((tmp_path / "node0" / "trajectory.json").read_text())
+    want = json.loads((folder / "out" / "trajectory.json").read_text())
+    assert got["meta"]["nproc"] == 2
+    assert [s["loss"] for s in got["steps"]] == [s["loss"] for s in want["steps"]]
 
 
 # --- refused in one line, before any process starts ------------------------------------

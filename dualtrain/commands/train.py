@@ -12,6 +12,7 @@ from dualtrain.commands.training import (
     add_training_options,
     resolve,
 )
+from dualtrain.distributed import Rank
 from dualtrain.errors import ConfigError
 from dualtrain.loop import Saving, train_engine
 
@@ -43,6 +44,9 @@ def run(args: argparse.Namespace) -> int:
     result = train_engine(
         config, job.model, job.train, job.val, job.weights, resume=resume, saving=saving
     )
+    rank = Rank.from_env()
+    if rank is not None and rank.rank != 0:  # under torchrun: rank 0 writes and reports
+        return 0
     for note in result.notes:
         print(f"note: {note}")
     json_path, csv_path = result.trajectory.save(job.out)
