@@ -91,6 +91,17 @@ class Rank:
         }
 
 
+def refuse_external_launch(command: str) -> None:
+    """`compare` and `port` start their own ranks, one run per engine; under torchrun
+    or OneFlow's launcher only `dualtrain train` runs as a rank."""
+    rank = Rank.from_env()
+    if rank is not None:
+        raise ConfigError(
+            f"dualtrain {command} starts its own ranks for each engine (--nproc N); under "
+            f"a launcher (WORLD_SIZE={rank.world}) only dualtrain train runs as a rank"
+        )
+
+
 def collective_timeout(env: Mapping[str, str] | None = None) -> float:
     """The collective timeout from `DUALTRAIN_COLLECTIVE_TIMEOUT`, else the default."""
     env = os.environ if env is None else env

@@ -341,3 +341,16 @@ def test_the_compiled_ddp_step_trains_as_the_eager_emulation(compiled):
     assert np.allclose(run.trajectory.losses, losses, rtol=1e-5, atol=0)
     for name, value in state.items():
         assert np.allclose(run.state[name], value, rtol=0, atol=5e-6), name
+
+
+@pytest.mark.parametrize("command", ["compare", "port"])
+def test_compare_and_port_under_a_launcher_are_refused(command, monkeypatch, capsys):
+    from dualtrain.cli import main
+
+    for name, value in {"WORLD_SIZE": "2", "RANK": "1", "MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(name, value)
+    extra = ["examples/port/cnn.py:SmallCNN"] if command == "port" else []
+    assert main([command, *extra, "--problem", "classification"]) == 2
+    err = capsys.readouterr().err
+    assert f"dualtrain {command} starts its own ranks for each engine" in err
+    assert "only dualtrain train runs as a rank" in err and err.count("\n") == 1

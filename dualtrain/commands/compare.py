@@ -13,6 +13,7 @@ from dualtrain.commands.training import (
 )
 from dualtrain.comparison import compare
 from dualtrain.diagnose.pipeline import localise_or_error, where
+from dualtrain.distributed import refuse_external_launch
 from dualtrain.report import write_report
 
 EXIT_DISAGREE = 1
@@ -35,6 +36,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_external_launch("compare")
     job = resolve(args, extra={"backends": str, "modes": str, "nproc": int})
     backends = names(job.values.get("backends", "numpy"))
     modes = names(job.values.get("modes", "eager"))

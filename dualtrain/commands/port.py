@@ -14,6 +14,7 @@ from typing import Any
 
 from dualtrain.commands.training import add_nproc_option, add_training_options, resolve
 from dualtrain.diagnose.pipeline import localise_or_error, where
+from dualtrain.distributed import refuse_external_launch
 from dualtrain.errors import ConfigError
 from dualtrain.loop import with_overrides
 from dualtrain.port import DEFAULT_DTYPE, DEFAULT_ENGINES, port_check
@@ -95,6 +96,7 @@ def parse_init(text: str) -> tuple[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    refuse_external_launch("port")
     extra = {"engines": str, "against": str, "dropout": str, "loss": str, "nproc": int}
     job = resolve(args, extra=extra, spec_needed=False)
     if not (job.values.get("data") or job.values.get("problem")):
