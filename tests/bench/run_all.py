@@ -15,6 +15,8 @@
   and its Conv2d against a hand-written im2col (tests/bench/numpy_conv_bench.py).
 - port: `dualtrain port` of the example CNN on the four engines, 200 steps each
   (tests/bench/port_bench.py).
+- data parallel: 1 against 2 processes per engine on an MLP whose all-reduce
+  matters, and the start-up of 2 ranks (tests/bench/ddp_bench.py).
 
 OneFlow graphs run through `train_engine` here, as `fit` runs them: in a
 watched child process (OneFlow 0.9.0's nn.Graph crashes now and then on CPU),
@@ -35,6 +37,7 @@ import statistics
 import time
 import warnings
 
+from ddp_bench import bench_ddp
 from figures import FIGURES, spread
 from numpy_conv_bench import bench_numpy_cnn
 from port_bench import bench_port_cnn
@@ -313,6 +316,7 @@ def main() -> None:
     bench_schedules(max(3, args.repeats // 3))
     bench_numpy_cnn(max(3, args.repeats // 3))
     bench_port_cnn()
+    bench_ddp()
     FIGURES.save()
 
 
