@@ -197,6 +197,12 @@ class Backend(ABC):
         """Each group's lr as the optimizer holds it (what `set_hyperparams` applied)."""
         raise CapabilityError(f"backend {self.name!r}: {self.probes_reason}")
 
+    def referee(self, kind: str, attributes: dict, state: dict, inputs: list, grads: list):
+        """(outputs, input gradients) of one module of type `kind` (torch's class name)
+        with these attributes, own state and inputs, computed exactly by this backend
+        (the NumPy reference); a ConfigError for a type it does not implement."""
+        raise CapabilityError(f"backend {self.name!r} referees no module")
+
     def start_at(self, model: Any, step: int) -> None:
         """The run's first step (0, or a checkpoint's), for what a model draws per
         step (shared dropout masks); optional."""

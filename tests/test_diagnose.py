@@ -95,6 +95,7 @@ def test_one_layernorm_eps_on_oneflow_is_forward_at_that_norm(data):
     assert (found["engine"], found["step"]) == ("oneflow/eager", 0)
     assert (found["phase"], found["module"]) == ("forward", "blocks.1.norm1")
     assert found["value"] > found["tolerance"]
+    assert found["referee"].endswith("oneflow/eager is off"), found["referee"]
     # Every module before it computes the same within its noise (teacher forcing).
     finding = check.diagnosis.first
     ahead = [c for c in finding.checks if c.phase == "forward"]
@@ -118,6 +119,7 @@ def test_a_gradient_scaled_by_1_01_is_backward_at_that_module_only(data):
     # The difference is 1% of the reference's input gradient there, by construction.
     ref = finding.sides["reference"].record.calls["blocks.1.mlp.1"].grad_inputs[0]
     assert found["value"] == pytest.approx(0.01 * np.max(np.abs(ref)), rel=0.02)
+    assert found["referee"].endswith("oneflow/eager is off"), found["referee"]
 
 
 def test_another_adam_eps_is_the_optimizer_at_step_0(data):
@@ -181,3 +183,30 @@ def test_a_forward_with_side_effects_is_one_line(data):
             batch_size=16,
         )
     assert len(str(info.value).splitlines()) == 1
+
+
+def test_the_referee_computes_torchs_own_layernorm_from_its_attributes():
+    from dualtrain.diagnose.records import plain_attributes
+    from dualtrain_numpy.referee import referee
+
+    norm = torch.nn.LayerNorm(5, eps=1e-3).double()
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    dy = torch.randn(4, 5, dtype=torch.float64)
+    y = norm(x)
+    y.backward(dy)
+    state = {k: v.detach().numpy() for k, v in norm.state_dict().items()}
+    (out,), (dx,) = referee("LayerNorm", plain_attributes(norm), state, [x.detach().numpy()],
+                            [dy.numpy()])  # fmt: skip
+    # float64 both: a few ulps of values of size ~1.
+    assert np.max(np.abs(out - y.detach().numpy())) < 1e-13
+    assert np.max(np.abs(dx - x.grad.numpy())) < 1e-13
+
+
+def test_a_module_type_numpy_lacks_is_not_refereed():
+    from dualtrain_numpy.referee import referee
+
+    with pytest.raises(ConfigError, match="unknown layer type 'CausalSelfAttention'"):
+        referee("CausalSelfAttention", {}, {}, [np.zeros((1, 2))], [None])

@@ -49,6 +49,11 @@ class NumpyBackend(Backend):
     def start_at(self, model: Network, step: int) -> None:
         model.next_step = step
 
+    def referee(self, kind: str, attributes: dict, state: dict, inputs: list, grads: list):
+        from dualtrain_numpy.referee import referee
+
+        return referee(kind, attributes, state, inputs, grads)
+
     def forward_backward(self, model: Network, x, y) -> float:
         model.training = True
         model.begin_step()

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from dualtrain.diagnose.records import Call, StepProbe
+from dualtrain.diagnose.records import Call, StepProbe, plain_attributes
 from dualtrain.errors import ConfigError
 
 
@@ -96,7 +96,7 @@ class Probe:
             self.counts[name] = n + 1
             key = name if n == 0 else f"{name}#{n}"
             self.open.setdefault(id(module), []).append(key)
-            call = Call(key, name, type(module).__name__)
+            call = Call(key, name, type(module).__name__, attributes=plain_attributes(module))
             self.record.calls[key] = call
             ref = self._reference(key)
             new_args, changed = [], False

@@ -37,6 +37,8 @@ def markdown(diagnosis: Diagnosis) -> list[str]:
     lines = ["", "## Where the engines part", ""]
     for f in diagnosis.findings:
         lines.append(f"- {_where(f)} (depth: {f.depth}).")
+        if f.referee:
+            lines.append(f"  - referee: {f.referee}")
         lines += [f"  - {note}" for note in f.notes]
     for f in diagnosis.findings:
         ranked = ranked_checks(f)[:TABLE_ROWS]

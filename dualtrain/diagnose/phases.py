@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from dualtrain.backend import get_backend
-from dualtrain.diagnose.noise import Check, check
+from dualtrain.diagnose.noise import Check, check, distance
 from dualtrain.diagnose.records import StepProbe, owner
 from dualtrain.diagnose.replay import Live, replay
 from dualtrain.errors import CapabilityError, ConfigError
@@ -74,6 +74,8 @@ class Finding:
     #: The runs of the diagnosed step, by role (for the repro), not saved.
     sides: dict[str, Side] = field(default_factory=dict, repr=False)
     what: str | None = None
+    #: What the NumPy float64 computation of that module says (`referee`).
+    referee: str | None = None
 
     def summary(self) -> dict:
         """`report.json`'s `first_divergence` for this engine."""
@@ -87,6 +89,7 @@ class Finding:
             "tolerance": _number(self.tolerance),
             "noise_ratio": _number(self.ratio),
             "depth": self.depth,
+            "referee": self.referee,
         }
 
 
@@ -285,6 +288,12 @@ def _forced_step(live: Live, reference: Side, side: Side, engine: str) -> None:
             f"{engine} keeps no checkpointable optimizer state (after loading the reference's, "
             f"it holds no {missing[0]!r}): its step cannot be rerun from the state before it"
         )
+    # The update first: at step 0 the reference's optimizer state is empty, and
+    # loading it does not clear what a step of this optimizer left (OneFlow's eager
+    # optimizer keeps its momentum buffers and step count); the probed step after it
+    # reads only values and gradients, which no optimizer state changes.
+    side.update = _update(live, reference.before, reference.grads)
+    live.load(reference.before, t)
     probe = backend.probe(live.net, forced=reference.record)
     try:
         side.loss = live.run(live.x, live.y)
@@ -292,7 +301,6 @@ def _forced_step(live: Live, reference: Side, side: Side, engine: str) -> None:
         probe.remove()
     side.record = probe.record
     side.grads = {k: np.array(v, copy=True) for k, v in backend.read_grads(live.net).items()}
-    side.update = _update(live, reference.before, reference.grads)
 
 
 def _update(live: Live, before, grads) -> dict[str, np.ndarray]:
@@ -405,3 +413,40 @@ def first_parted(checks: list[Check]) -> Check | None:
         if parted:
             return parted[0]
     return None
+
+
+def referee(finding: Finding, reference: str) -> str | None:
+    """Which framework the float64 NumPy computation of the diverging module agrees
+    with, on the reference's input (and upstream gradient); None when the finding is
+    not one module's forward or backward, "not refereed: ..." for a type NumPy lacks."""
+    if finding.phase not in ("forward", "backward") or not finding.sides:
+        return None
+    r, e = finding.sides["reference"], finding.sides["engine"]
+    call, got = r.record.calls[finding.module], e.record.calls.get(finding.module)
+    prefix = f"{call.module}." if call.module else ""
+    state = {
+        k[len(prefix) :]: v
+        for k, v in r.before[0].items()
+        if k.startswith(prefix) and "." not in k[len(prefix) :]
+    }
+    try:
+        outs, grads = get_backend("numpy").referee(
+            call.kind, call.attributes, state, call.inputs, call.grad_outputs
+        )
+    except ConfigError as exc:
+        return f"not refereed: {exc}"
+    if finding.phase == "forward":
+        want, mine, theirs = outs[0], call.outputs[0], got.outputs[0] if got else None
+    else:
+        want, mine, theirs = grads[0], call.grad_inputs[0], got.grad_inputs[0] if got else None
+    off_reference, off_engine = distance(mine, want), distance(theirs, want)
+    within = finding.tolerance
+    said = (
+        f"the NumPy float64 {call.kind} is {off_reference:.3g} from {reference} and "
+        f"{off_engine:.3g} from {finding.engine}"
+    )
+    if off_engine > within >= off_reference:
+        return f"{said}: {finding.engine} is off"
+    if off_reference > within >= off_engine:
+        return f"{said}: {reference} is off"
+    return f"{said}: neither is within the tolerance {within:.3g} of it"

@@ -13,6 +13,7 @@ from dualtrain.diagnose.phases import (
     find_step,
     first_parted,
     probe_step,
+    referee,
     require_probes,
     runs_for,
 )
@@ -82,7 +83,7 @@ def _diagnose_engine(comparison: Comparison, result: EngineResult, first) -> Fin
             f"at step {step} every phase is within its noise"
             + (f"; the step's {parted_state[0].what} parts" if parted_state else "")
         )
-    return Finding(
+    finding = Finding(
         result.engine,
         step,
         None if found is None else found.phase,
@@ -96,6 +97,8 @@ def _diagnose_engine(comparison: Comparison, result: EngineResult, first) -> Fin
         sides,
         None if found is None else found.what,
     )
+    finding.referee = referee(finding, comparison.reference)
+    return finding
 
 
 def _reference_losses(comparison: Comparison, reference) -> list[float] | None:

@@ -31,6 +31,9 @@ class Call:
     grad_inputs: list[np.ndarray | None] = field(default_factory=list)
     #: The gradient arriving at each output tensor from downstream.
     grad_outputs: list[np.ndarray | None] = field(default_factory=list)
+    #: The module's plain attributes (numbers, strings, tuples of them: `eps`,
+    #: `in_features`, `normalized_shape`), for the NumPy referee.
+    attributes: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -57,3 +60,17 @@ def owner(parameter: str) -> str:
     """The module a parameter or buffer belongs to: "blocks.0.norm1.weight" ->
     "blocks.0.norm1"; a parameter of the model itself -> ""."""
     return parameter.rpartition(".")[0]
+
+
+def plain_attributes(module: object) -> dict:
+    """A module's public attributes that are numbers, strings, None or tuples of them."""
+    plain = (bool, int, float, str, type(None))
+    out = {}
+    for name, value in vars(module).items():
+        if name.startswith("_") or name == "training":
+            continue
+        if isinstance(value, plain) or (
+            isinstance(value, (tuple, list)) and all(isinstance(v, plain) for v in value)
+        ):
+            out[name] = tuple(value) if isinstance(value, list) else value
+    return out
