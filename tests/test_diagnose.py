@@ -22,7 +22,7 @@ import torch  # noqa: E402
 import dualtrain  # noqa: E402
 from dualtrain.backend import register_backend, unregister_backend  # noqa: E402
 from dualtrain.errors import ConfigError  # noqa: E402
-from dualtrain.problems import sequence  # noqa: E402
+from dualtrain.problems import get_problem, sequence  # noqa: E402
 
 FAULTS = Path(__file__).resolve().parent / "diagnose_faults"
 sys.path.insert(0, str(FAULTS))
@@ -210,3 +210,35 @@ def test_a_module_type_numpy_lacks_is_not_refereed():
 
     with pytest.raises(ConfigError, match="unknown layer type 'CausalSelfAttention'"):
         referee("CausalSelfAttention", {}, {}, [np.zeros((1, 2))], [None])
+
+
+@pytest.mark.parametrize("backend_name", ["torch", "oneflow"])
+def test_a_probed_step_is_bit_identical_to_an_unprobed_one(backend_name):
+    from dualtrain.backend import get_backend
+    from dualtrain.loop import RunConfig
+
+    problem = get_problem("regression")
+    spec, rows = problem.model, slice(0, 50)
+    x, y = problem.data.x[rows], problem.data.y[rows]
+    backend = get_backend(backend_name)
+    config = RunConfig(optimizer="adam", lr=0.01)
+    start = spec.initial_weights(0)
+    results = []
+    for probed in (False, True):
+        net = backend.build(spec, "float32", "cpu")
+        backend.load_state(net, start)
+        optimizer = backend.make_optimizer(net, config.optimizer_spec())
+        step = backend.eager_step(net, optimizer)
+        step(x, y)  # a first step, so that the probed one has optimizer state to use
+        probe = backend.probe(net) if probed else None
+        loss = step(x, y)
+        if probe is not None:
+            probe.remove()
+            assert len(probe.record.calls) == len(spec.layers) + 1  # every layer and the model
+        results.append((loss, backend.read_state(net), backend.read_grads(net)))
+    (loss_off, state_off, grads_off), (loss_on, state_on, grads_on) = results
+    assert loss_on == loss_off
+    for name in state_off:
+        assert np.array_equal(state_on[name], state_off[name]), name
+    for name in grads_off:
+        assert np.array_equal(grads_on[name], grads_off[name]), name
