@@ -19,7 +19,7 @@ DEMO_BACKENDS = numpy,torch,oneflow
 
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
-.PHONY: help venv demo test lint format bench docs clean FORCE
+.PHONY: help venv demo test lint format bench docs mutation clean FORCE
 
 help: ## list the targets
 	@echo "make TARGET   (VENV=$(VENV), EXTRAS=$(EXTRAS))"
@@ -67,6 +67,13 @@ format: venv ## ruff format, then ruff check --fix
 
 bench: venv ## benchmarks side by side in one run, printed as ratios
 	$(PY) tests/bench/run_all.py
+
+# Not part of `test` (slow): mutmut, from the `mutation` extra, over the schedule engine and
+# the NumPy reference (docs/mutation.md). MUTATION_ARGS="--area numpy" runs one area.
+MUTATION_ARGS ?=
+mutation: ## mutation run of the schedule engine and NumPy reference; score and survivors
+	@$(MAKE) --no-print-directory venv EXTRAS=$(EXTRAS),mutation
+	nice -n 10 $(PY) tools/mutation/run.py $(MUTATION_ARGS)
 
 docs: ## list the docs (Markdown in docs/, no generator)
 	@echo "The docs are Markdown files in docs/, read them as they are:"

@@ -1,0 +1,215 @@
+"""The score of a mutmut run per area, and every survivor as file:line and the mutation.
+
+Reads the results mutmut left in `build/mutation/<area>/mutants/` (`*.py.meta`: an exit
+status per mutant) and mutmut's own diff of each surviving mutant's function, maps
+the staged path back to the working tree's (`dualtrain_numpy/` -> `backends/numpy/`)
+and finds the line in the source. Mutants listed in `equivalent.toml` (file, function,
+the exact line before and after, and why no behaviour changes) are left out of the
+score; a listed one that no longer survives is reported, as the list is then wrong.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+HERE = Path(__file__).resolve().parent
+EQUIVALENT_FILE = HERE / "equivalent.toml"
+# Area -> the staged import paths it covers (mutmut names mutants after them).
+AREAS = {
+    "schedules": ("dualtrain/schedules/", "dualtrain/stateful/", "dualtrain/lr_scheduler.py"),
+    "numpy": ("dualtrain_numpy/",),
+}
+# Staged import name -> folder in the working tree (pyproject's package-dir).
+STAGED_AS = {"dualtrain_numpy/": "backends/numpy/"}
+DETECTED = {"killed", "timeout"}
+FAIL_UNDER = 98.0  # percent of non-equivalent mutants killed, the issue's acceptance line
+
+
+def area_paths(area: str) -> list[str]:
+    """The staged paths an area ("all": every area) mutates."""
+    return [p for name, group in AREAS.items() if area in (name, "all") for p in group]
+
+
+def area_modules(area: str) -> list[str]:
+    """Dotted module prefixes of an area, as mutmut names its mutants."""
+    return [p.removesuffix("/").removesuffix(".py").replace("/", ".") for p in area_paths(area)]
+
+
+def mutated_packages() -> set[str]:
+    """Staged packages that are mutated and live elsewhere in the tree (`dualtrain_numpy`)."""
+    return {staged.rstrip("/") for staged in STAGED_AS}
+
+
+@dataclass
+class Mutant:
+    name: str
+    staged_path: str  # e.g. dualtrain_numpy/model.py
+    status: str
+    line: int = 0
+    function: str = ""
+    before: str = ""
+    after: str = ""
+
+    @property
+    def path(self) -> str:
+        """The file in the working tree."""
+        for staged, folder in STAGED_AS.items():
+            if self.staged_path.startswith(staged):
+                return folder + self.staged_path[len(staged) :]
+        return self.staged_path
+
+    @property
+    def area(self) -> str:
+        return next(a for a, group in AREAS.items() if self.staged_path.startswith(group))
+
+
+def load_mutants(stage: Path) -> list[Mutant]:
+    """Every mutant with mutmut's verdict (mutmut's status names)."""
+    from mutmut.stats import status_by_exit_code
+
+    mutants = []
+    root = stage / "mutants"
+    for meta in sorted(root.rglob("*.py.meta")):
+        staged_path = str(meta.relative_to(root))[: -len(".meta")]
+        if not staged_path.startswith(tuple(p for g in AREAS.values() for p in g)):
+            continue
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        for name, code in codes.items():
+            mutants.append(Mutant(name, staged_path, status_by_exit_code[code]))
+    return mutants
+
+
+def locate(stage: Path, mutant: Mutant) -> None:
+    """Fill in the function, the source line and the line before/after from mutmut's diff."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+    from mutmut.utils.format_utils import orig_function_and_class_names_from_key
+
+    function, cls = orig_function_and_class_names_from_key(mutant.name)
+    mutant.function = f"{cls}.{function}" if cls else function
+    cwd = os.getcwd()
+    os.chdir(stage)  # mutmut reads mutants/<path> relative to its project root
+    try:
+        diff = get_diff_for_mutant(mutant.name, path=mutant.staged_path)
+    finally:
+        os.chdir(cwd)
+    offset, removed, added = _first_change(diff)
+    mutant.before, mutant.after = " ".join(removed), " ".join(added)
+    source = (stage / mutant.staged_path).read_text()
+    mutant.line = _function_start(source, function, cls) + offset
+
+
+def _first_change(diff: str) -> tuple[int, list[str], list[str]]:
+    """(0-based line of the first change within the function, lines removed, lines added)."""
+    removed, added, offset, index = [], [], None, 0
+    for line in diff.splitlines():
+        hunk = re.match(r"@@ -(\d+)", line)
+        if hunk:
+            index = int(hunk.group(1)) - 1
+        elif line.startswith(("---", "+++")):
+            continue
+        elif line.startswith("-"):
+            offset = index if offset is None else offset
+            removed.append(line[1:].strip())
+            index += 1
+        elif line.startswith("+"):
+            offset = index if offset is None else offset
+            added.append(line[1:].strip())
+        elif offset is not None:
+            break  # only the first run of changes
+        else:
+            index += 1
+    return offset or 0, removed, added
+
+
+def _function_start(source: str, function: str, cls: str | None) -> int:
+    """The first line (decorators included, as mutmut's diff shows them) of a function."""
+    tree = ast.parse(source)
+    scope = tree.body
+    if cls:
+        owner = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
+        scope = owner.body
+    kinds = (ast.FunctionDef, ast.AsyncFunctionDef)
+    node = next(n for n in scope if isinstance(n, kinds) and n.name == function)
+    return min([node.lineno, *(d.lineno for d in node.decorator_list)])
+
+
+def load_equivalents() -> list[dict]:
+    """The equivalent mutants: file, function, before, after, reason."""
+    entries = tomllib.loads(EQUIVALENT_FILE.read_text()).get("equivalent", [])
+    for entry in entries:
+        missing = {"file", "function", "before", "after", "reason"} - entry.keys()
+        if missing:
+            raise SystemExit(f"{EQUIVALENT_FILE.name}: entry {entry} lacks {sorted(missing)}")
+    return entries
+
+
+def _matches(entry: dict, mutant: Mutant) -> bool:
+    return (entry["file"], entry["function"], entry["before"], entry["after"]) == (
+        mutant.path,
+        mutant.function,
+        mutant.before,
+        mutant.after,
+    )
+
+
+def main(stage: Path, area: str, wall_s: float | None) -> int:
+    """Print the score per area and the survivors; 1 if an area is under FAIL_UNDER."""
+    areas = [a for a in AREAS if area in (a, "all")]
+    mutants = [m for m in load_mutants(stage) if m.area in areas]
+    equivalents = load_equivalents()
+    undetected = [m for m in mutants if m.status not in DETECTED]
+    for mutant in (m for m in undetected if m.status != "not checked"):
+        locate(stage, mutant)
+    equivalent = {id(m) for m in undetected for e in equivalents if _matches(e, m)}
+    used = [e for e in equivalents if any(_matches(e, m) for m in undetected)]
+    status, summary = 0, {"wall_s": wall_s, "areas": {}}
+    for name in areas:
+        mine = [m for m in mutants if m.area == name]
+        if not mine:
+            continue
+        eq = [m for m in mine if id(m) in equivalent]
+        alive = [m for m in mine if m.status not in DETECTED and id(m) not in equivalent]
+        counted = len(mine) - len(eq)
+        score = 100.0 * (counted - len(alive)) / counted if counted else 100.0
+        print(
+            f"\n{name}: {len(mine)} mutants, {len(eq)} equivalent (left out), "
+            f"{counted - len(alive)} of {counted} killed: {score:.2f}%"
+        )
+        for m in sorted(alive, key=lambda m: (m.path, m.line)):
+            print(f"  {m.path}:{m.line}  [{m.status}] {m.function}: {m.before}  ->  {m.after}")
+        summary["areas"][name] = {
+            "mutants": len(mine),
+            "equivalent": len(eq),
+            "killed": counted - len(alive),
+            "score": round(score, 2),
+            "alive": [f"{m.path}:{m.line} {m.name}" for m in alive],
+        }
+        status |= score < FAIL_UNDER
+    stale = [e for e in equivalents if e not in used and _in_areas(e, areas)]
+    for entry in stale:
+        print(
+            f"  listed as equivalent but not among the survivors: {entry['file']} "
+            f"{entry['function']}: {entry['before']} -> {entry['after']}"
+        )
+    if wall_s is not None:
+        print(f"\nwall time: {wall_s / 60:.1f} min")
+    (stage / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return int(status)
+
+
+def _in_areas(entry: dict, areas: list[str]) -> bool:
+    staged = entry["file"]
+    for name, folder in STAGED_AS.items():
+        staged = staged.replace(folder, name, 1) if staged.startswith(folder) else staged
+    return any(staged.startswith(AREAS[a]) for a in areas)
