@@ -222,9 +222,10 @@ def _watch(ranks: list[_Process], hang: HangRule, timeout: float):
             if beat != process.steps:
                 process.steps, process.moved = beat, now
             steps, slowest = process.steps
-            limit = hang.limit(slowest or 0.0 if steps else None)
-            if steps:  # a framework's own timeout, when it has one, speaks first
-                limit = max(limit, timeout + GRACE)
+            # Start-up lasts until the second step: torch.compile compiles on the
+            # second call (the first creates the optimizer's state eagerly).
+            limit = hang.limit(slowest) if steps >= 2 else hang.startup
+            limit = max(limit, timeout + GRACE)  # a framework's own timeout speaks first
             if now - process.moved > limit:
                 stalled.append(process)
         if stalled and len(stalled) == len(running):

@@ -20,6 +20,9 @@ from torch.nn.parallel import DistributedDataParallel
 from dualtrain.backend import Backend, LrPlan, StepFn
 from dualtrain.distributed import PeerLost, Rank, Replica, Replicas
 
+#: Seconds the ranks have to meet at the start.
+RENDEZVOUS_SECONDS = 300.0
+
 # What gloo says when the rank at the other end went away or never answered.
 _PEER_WORDS = ("Connection closed by peer", "Connection reset by peer", "Timed out", "timed out")
 
@@ -29,16 +32,20 @@ class TorchReplicas(Replicas):
 
     def __init__(self, rank: Rank) -> None:
         self.rank = rank
+        # The rendezvous waits for ranks still importing torch (1 to 11 s each
+        # here, more on a busy machine); the steps' collectives get the run's
+        # timeout, in a group of their own.
         dist.init_process_group(
             "gloo",
             init_method=f"tcp://{rank.addr}:{rank.port}",
             rank=rank.rank,
             world_size=rank.world,
-            timeout=datetime.timedelta(seconds=rank.timeout),
+            timeout=datetime.timedelta(seconds=max(rank.timeout, RENDEZVOUS_SECONDS)),
         )
+        self.group = dist.new_group(timeout=datetime.timedelta(seconds=rank.timeout))
 
     def replicate(self, model: torch.nn.Module) -> DistributedDataParallel:
-        wrapped = DistributedDataParallel(model)
+        wrapped = DistributedDataParallel(model, process_group=self.group)
         # The backend's steps read what it keeps on its model (loss, dtype, dropout).
         for key, value in vars(model).items():
             if key.startswith("dualtrain_"):
@@ -61,7 +68,7 @@ class TorchReplicas(Replicas):
         def averaged(x, y) -> float:
             try:
                 total = torch.tensor([step(x, y)], dtype=torch.float64)
-                dist.all_reduce(total)
+                dist.all_reduce(total, group=self.group)
             except (RuntimeError, dist.DistError) as exc:
                 raise _peer_lost(exc, self.rank) from exc
             return float(total[0]) / world
