@@ -70,8 +70,11 @@ def data():
     return p.data.x, p.data.y
 
 
-def port(data, against="TinyTransformer", engine="oneflow/eager", diagnose=None, **changes):
-    x, y = data
+def port(
+    data, against="TinyTransformer", engine="oneflow/eager", diagnose=None, rows=128, **changes
+):
+    # A fault at step 0 needs only two steps of 16 rows (rows=32), the others eight.
+    x, y = data[0][:rows], data[1][:rows]
     return dualtrain.port(
         TORCH,
         x,
@@ -90,7 +93,7 @@ def first(check) -> dict:
 
 
 def test_one_layernorm_eps_on_oneflow_is_forward_at_that_norm(data):
-    check = port(data, "NormEps")
+    check = port(data, "NormEps", rows=32)
     found = first(check)
     assert (found["engine"], found["step"]) == ("oneflow/eager", 0)
     assert (found["phase"], found["module"]) == ("forward", "blocks.1.norm1")
@@ -104,12 +107,12 @@ def test_one_layernorm_eps_on_oneflow_is_forward_at_that_norm(data):
 
 
 def test_another_activation_in_one_block_is_forward_at_it(data):
-    found = first(port(data, "TanhGelu"))
+    found = first(port(data, "TanhGelu", rows=32))
     assert (found["step"], found["phase"], found["module"]) == (0, "forward", "blocks.0.mlp.1")
 
 
 def test_a_gradient_scaled_by_1_01_is_backward_at_that_module_only(data):
-    check = port(data, "ScaledGradient")
+    check = port(data, "ScaledGradient", rows=32)
     found = first(check)
     assert (found["step"], found["phase"], found["module"]) == (0, "backward", "blocks.1.mlp.1")
     finding = check.diagnosis.first
@@ -123,7 +126,7 @@ def test_a_gradient_scaled_by_1_01_is_backward_at_that_module_only(data):
 
 
 def test_another_adam_eps_is_the_optimizer_at_step_0(data):
-    check = port(data, engine="oneflow_eps/eager")
+    check = port(data, engine="oneflow_eps/eager", rows=32)
     found = first(check)
     assert (found["engine"], found["step"], found["phase"]) == ("oneflow_eps/eager", 0, "optimizer")
     # The first parameter in state order (the model's own `positions`): every update moves.
@@ -159,13 +162,13 @@ def test_a_correct_port_passes_and_every_module_is_within_its_noise(data):
 
 
 def test_a_passing_port_is_not_diagnosed_unless_asked(data):
-    check = port(data)
+    check = port(data, rows=32)
     assert check.passed and check.diagnosis is None
 
 
 def test_no_checkpointable_optimizer_state_is_one_line(data):
     with pytest.raises(ConfigError, match="no checkpointable optimizer state") as info:
-        port(data, engine="oneflow_unsaved/eager", diagnose=True)
+        port(data, engine="oneflow_unsaved/eager", diagnose=True, rows=32)
     assert len(str(info.value).splitlines()) == 1
 
 
@@ -242,3 +245,16 @@ def test_a_probed_step_is_bit_identical_to_an_unprobed_one(backend_name):
         assert np.array_equal(state_on[name], state_off[name]), name
     for name in grads_off:
         assert np.array_equal(grads_on[name], grads_off[name]), name
+
+
+def test_a_graph_engine_is_localised_to_the_step_and_its_parameters(data):
+    # The only graph test: nn.Graph runs no hooks, so the state after each step decides.
+    check = port(data, "NormEps", engine="oneflow/graph", rows=32)
+    found = first(check)
+    assert (found["engine"], found["step"], found["phase"]) == ("oneflow/graph", 0, "state")
+    assert found["depth"].startswith("step")
+    finding = check.diagnosis.first
+    assert finding.parameters and set(finding.parameters) <= {
+        c.what.split(" ")[0] for c in finding.checks
+    }
+    assert all(c.parted == (c.what.split(" ")[0] in finding.parameters) for c in finding.checks)

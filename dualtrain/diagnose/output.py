@@ -66,7 +66,7 @@ def markdown(diagnosis: Diagnosis) -> list[str]:
 
 def ranked_checks(f: Finding) -> list[Check]:
     """The module checks (forward, backward, optimizer), the largest excess first."""
-    modules = [c for c in f.checks if c.phase in ("forward", "backward", "optimizer")]
+    modules = [c for c in f.checks if c.phase in ("forward", "backward", "optimizer", "state")]
     return sorted(modules, key=lambda c: -c.excess if math.isfinite(c.excess) else -math.inf)
 
 
@@ -104,7 +104,7 @@ def figure(diagnosis: Diagnosis, title: str) -> Any:
     log scale with the line at 1 above which a module parts; one panel per engine."""
     from dualtrain.plots import ZERO_FLOOR, _new_figure, _style
 
-    shown = [f for f in diagnosis.findings if f.checks]
+    shown = [f for f in diagnosis.findings if any(c.phase == "forward" for c in f.checks)]
     fig, axes = _new_figure(max(1, len(shown)), height=4.5)
     for ax, f in zip(axes, shown, strict=False):
         order = list(dict.fromkeys(c.module for c in f.checks if c.phase == "forward"))
@@ -261,7 +261,7 @@ def write(comparison: Any, out: Path, title: str, plots: bool) -> list[str]:
     first = diagnosis.first
     if first is not None:
         write_repro(first, comparison.setup.model if comparison.setup else None, out)
-    if not plots or not any(f.checks for f in diagnosis.findings):
+    if not plots or not any(c.phase == "forward" for f in diagnosis.findings for c in f.checks):
         return []
     from dualtrain.plots import save
 

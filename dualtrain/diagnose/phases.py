@@ -76,6 +76,8 @@ class Finding:
     what: str | None = None
     #: What the NumPy float64 computation of that module says (`referee`).
     referee: str | None = None
+    #: At step depth (a graph): every parameter and buffer that parts after the step.
+    parameters: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
         """`report.json`'s `first_divergence` for this engine."""
@@ -90,6 +92,7 @@ class Finding:
             "noise_ratio": _number(self.ratio),
             "depth": self.depth,
             "referee": self.referee,
+            "parameters": list(self.parameters),
         }
 
 

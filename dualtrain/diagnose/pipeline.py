@@ -53,10 +53,11 @@ def _diagnose_engine(comparison: Comparison, result: EngineResult, first) -> Fin
     engine, _ = _engine_config(setup.config, backend, mode.split("-")[0])
     steps = len(result.run.trajectory.steps)
     if mode == "graph":
-        return Finding(
-            result.engine, result.first_divergence, None, None, math.nan, math.nan, math.nan,
-            "step", notes=["a static graph runs no module hooks: localised to the step only"],
-        )  # fmt: skip
+        from dualtrain.diagnose.graphs import graph_finding
+
+        parted = result.first_divergence is not None and result.passed is False
+        last = result.first_divergence if parted else steps - 1
+        return graph_finding(setup, engine, result.engine, last, comparison.excluded)
     configs = runs_for(setup, engine)
     require_probes(configs)
     parted = result.first_divergence is not None and result.passed is False
