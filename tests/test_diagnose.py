@@ -172,6 +172,22 @@ def test_no_checkpointable_optimizer_state_is_one_line(data):
     assert len(str(info.value).splitlines()) == 1
 
 
+def test_a_module_under_two_names_is_one_line():
+    x = np.random.default_rng(0).normal(size=(32, 6))
+    y = np.random.default_rng(1).integers(0, 3, size=32)
+    with pytest.raises(ConfigError, match="'again' is the same module as 'first'") as info:
+        dualtrain.port(
+            f"{FAULTS}/shared.py:Shared",
+            x,
+            y,
+            engines=["torch/eager", "oneflow/eager"],
+            diagnose=True,
+            epochs=1,
+            batch_size=16,
+        )
+    assert len(str(info.value).splitlines()) == 1
+
+
 def test_a_forward_with_side_effects_is_one_line(data):
     x = np.random.default_rng(0).normal(size=(64, 6))
     y = np.random.default_rng(1).integers(0, 3, size=64)
