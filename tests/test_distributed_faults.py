@@ -118,7 +118,6 @@ def clean(tmp_path_factory):
         ("raise:1:5", "rank 1 of 2 raised ValueError: injected fault at step 5"),
         ("exit:1:5", "rank 1 of 2 exit code 3 without a result after ~5 steps"),
         ("hang:1:5", "rank 1 of 2 hung (rank 0 timed out waiting)"),
-        ("kill:0:5", "rank 0 of 2 killed by SIGKILL without a result after ~5 steps"),
     ],
 )
 def test_a_failing_rank_ends_the_run_naming_it(fault, words, clean, tmp_path, monkeypatch):
