@@ -167,8 +167,8 @@ class ModelSpec:
             if y.dtype.kind not in "iu" or len(out) not in (1, 2) or y.shape[1:] != out[:-1]:
                 want = "(samples,)" if len(out) == 1 else f"(samples, {out[0]})"
                 raise ConfigError(
-                    f"cross-entropy on outputs of shape {('batch', *out)} needs integer class "
-                    f"ids of shape {want}, got {y.dtype} {y.shape}"
+                    f"cross-entropy on outputs of shape {_shape('batch', out)} needs integer "
+                    f"class ids of shape {want}, got {y.dtype} {y.shape}"
                 )
             if y.min() < 0 or y.max() >= out[-1]:
                 raise ConfigError(
@@ -177,9 +177,14 @@ class ModelSpec:
                 )
         elif y.dtype.kind != "f" or tuple(y.shape[1:]) != tuple(out):
             raise ConfigError(
-                f"{self.loss} needs float targets of shape {('samples', *out)}, got "
+                f"{self.loss} needs float targets of shape {_shape('samples', out)}, got "
                 f"{y.dtype} {y.shape}"
             )
+
+
+def _shape(first: str, rest: tuple[int, ...]) -> str:
+    """`(samples, 2)`: a batched shape as the messages write it."""
+    return "(" + ", ".join([first, *map(str, rest)]) + ")"
 
 
 def _trace(layers, shape, batch: int, prefix: str, calls: list) -> tuple:

@@ -25,7 +25,10 @@ def chain_shapes(layers, shape: tuple[int, ...], kind: str = "float", inside: st
         try:
             shape = tuple(layer.output_shape(shape))
         except ShapeError as exc:
-            raise ConfigError(f"{name} expects {exc}, but {source} gives shape {shape}") from None
+            got = f"shape {shape}"
+            if index == 0 and len(shape) == 1:
+                got += f" ({shape[0]} features)"
+            raise ConfigError(f"{name} expects {exc}, but {source} gives {got}") from None
         except ConfigError as exc:  # from inside a nested block: already names its layer
             raise ConfigError(f"{name}: {exc}") from None
         kind = "float"
