@@ -82,3 +82,19 @@ def _no_dropout(layer):
     if layer.children():
         return replace(layer, layers=tuple(_no_dropout(sub) for sub in layer.children()))
     return Dropout(0.0) if isinstance(layer, Dropout) else layer
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_a_resumed_run_draws_the_masks_of_its_own_steps(backend, tmp_path):
+    """Masks are keyed by the step: a run resumed mid-way equals the straight one."""
+    from dualtrain import checkpoint as checkpoints
+    from dualtrain.loop import Saving
+
+    train, val = small("tokens")
+    cfg = config(backend=backend, epochs=2)
+    full = train_engine(cfg, token_transformer(), train, val, saving=Saving(str(tmp_path), every=5))
+    saved = checkpoints.load(tmp_path / "step-00000015")
+    resumed = train_engine(cfg, token_transformer(), train, val, resume=saved)
+    assert [s["loss"] for s in resumed.trajectory.steps] == [
+        s["loss"] for s in full.trajectory.steps
+    ]

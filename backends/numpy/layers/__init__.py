@@ -22,7 +22,9 @@ class Standalone:
     """One layer over arrays given by local name; `grads` are those of the last backward.
 
     `forward(x, training)` -> y; `backward(dy)` -> dx (None for token ids);
-    buffers (running statistics) are updated in place in the arrays given.
+    buffers (running statistics) are updated in place: in the arrays given when
+    they are float64 (int64 for num_batches_tracked), else in converted copies,
+    `self.buffers`.
     """
 
     def __init__(self, layer: NumpyLayer, params: dict[str, np.ndarray]) -> None:
