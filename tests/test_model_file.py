@@ -214,3 +214,24 @@ def test_the_model_file_in_docs_layers_md_loads_and_trains_a_step():
     data = Dataset(rng.normal(size=(8, 1, 8, 8)), rng.integers(0, 10, 8).astype(np.int64))
     run = train_engine(RunConfig(epochs=1, batch_size=8), spec, data, None)
     assert np.isfinite(run.trajectory.steps[0]["loss"])
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "compare --backends numpy --modes eager --epochs 1",
+        "sweep --lrs 0.05,0.01 --epochs 1",
+        "lr-find --steps 8",
+    ],
+)
+def test_every_training_command_takes_the_model_file(capsys, tmp_path, command):
+    """A model file whose output size differs from the problem's proves it was used."""
+    path = write(tmp_path, 'loss = "mse"\n[[layer]]\ntype = "Linear"\nin_features = 5\n'
+                 "out_features = 2\n")  # fmt: skip
+    code, _, err = run(capsys, f"{command} --problem regression --model {path} --out {tmp_path}")
+    assert code == 2  # regression's targets are (samples, 1): the file's model was read
+    assert "mse needs float targets of shape (samples, 2), got float64 (800, 1)" in err
+    good = write(tmp_path, 'loss = "mse"\n[[layer]]\ntype = "Linear"\nin_features = 5\n'
+                 "out_features = 1\n")  # fmt: skip
+    code, _, err = run(capsys, f"{command} --problem regression --model {good} --out {tmp_path}")
+    assert (code, err) == (0, "")
