@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from layer_cases import CASES, FixedMasks, inputs, parameters, split
 
-from dualtrain.model import Dropout, ModelSpec
+from dualtrain.model import BatchNorm2d, Conv2d, Dropout, Embedding, LayerNorm, Linear, ModelSpec
 from dualtrain_numpy.layers import build
 
 # float64 on all three: the results differ only by the order of float64 sums
@@ -112,3 +112,46 @@ def test_numpy_layer_matches_the_framework(framework, name, training):
             close(value, fstate[bname], bname, ONEFLOW_FLOAT32_CONSTANTS if oneflow else rtol)
         else:
             assert int(value) == int(fstate[bname]), bname
+
+
+INIT_LAYERS = {
+    "conv-groups": Conv2d(8, 12, (3, 2), groups=4),
+    "linear": Linear(40, 30),
+    "embedding": Embedding(50, 40, padding_idx=3),
+    "layernorm": LayerNorm((3, 4)),
+    "batchnorm2d": BatchNorm2d(6),
+}
+
+
+@pytest.mark.parametrize("name", INIT_LAYERS)
+def test_initialisation_follows_torchs_defaults(name):
+    """The core's init has torch's distributions: the same bounds (uniform), the same
+    spread (normal), the same constants (norms) and the same zero padding row."""
+    torch = pytest.importorskip("torch")
+    from dualtrain_torch import model as models
+
+    layer = INIT_LAYERS[name]
+    ours = layer.init(np.random.default_rng(0), np.float64)
+    torch.manual_seed(0)
+    theirs = {n: t.detach().numpy() for n, t in models.layer(layer).double().state_dict().items()}
+    assert set(ours) == set(theirs)
+    for pname, value in theirs.items():
+        mine = ours[pname]
+        assert mine.shape == value.shape, pname
+        if np.all(value == value.flat[0]):  # a constant: ones, zeros, the step count
+            np.testing.assert_array_equal(mine, value, err_msg=pname)
+        elif isinstance(layer, Embedding):
+            # N(0, 1) but the padding row: 2000 draws put the spread within 10% of 1
+            assert (mine[3] == 0).all() and (value[3] == 0).all()
+            assert abs(np.delete(mine, 3, 0).std() - 1) < 0.1
+            assert abs(np.delete(value, 3, 0).std() - 1) < 0.1
+        else:
+            # U(-b, b) with b = 1/sqrt(fan_in): both inside b, both reaching past 0.8 b
+            # (seeded, so fixed draws; a bound 25% off either way fails one side)
+            fan_in = value.size // value.shape[0] if value.ndim > 1 else None
+            if fan_in is None:  # a bias: the weight's fan_in
+                weight = theirs["weight"]
+                fan_in = weight.size // weight.shape[0]
+            bound = 1 / np.sqrt(fan_in)
+            for drawn in (mine, value):
+                assert np.abs(drawn).max() <= bound and np.abs(drawn).max() > 0.8 * bound, pname
