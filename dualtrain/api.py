@@ -277,20 +277,23 @@ def group_spec(entry: GroupSpec | Mapping[str, Any]) -> GroupSpec:
 
 
 def _datasets(model: ModelSpec, x, y, val) -> tuple[Dataset, Dataset | None]:
-    train = dataset(x, y)
+    ids = model.input_kind() == "int"  # token ids for a model that starts with an Embedding
+    train = dataset(x, y, ids)
     if val is not None and (not isinstance(val, (tuple, list)) or len(val) != 2):
         raise ConfigError(f"val must be a pair (x, y), got {type(val).__name__}")
-    validation = None if val is None else dataset(*val)
+    validation = None if val is None else dataset(*val, ids)
     return train, validation
 
 
-def dataset(x: Any, y: Any) -> Dataset:
-    """A `Dataset` from array-likes: float inputs, float targets or int class ids."""
+def dataset(x: Any, y: Any, ids: bool = False) -> Dataset:
+    """A `Dataset` from array-likes: float inputs (int64 token ids with `ids`), float
+    targets or int class ids."""
     x = np.asarray(x)
     y = np.asarray(y)
     if x.dtype.kind not in "fiu" or y.dtype.kind not in "fiu":
         raise ConfigError(f"data must be numeric arrays, got x {x.dtype} and y {y.dtype}")
-    return Dataset(x.astype(np.float64), targets(y))
+    kind = np.int64 if ids and x.dtype.kind in "iu" else np.float64
+    return Dataset(x.astype(kind), targets(y))
 
 
 def _arrays(weights: Mapping[str, Any] | None) -> dict[str, np.ndarray] | None:

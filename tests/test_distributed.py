@@ -25,7 +25,7 @@ import pytest
 from dualtrain import checkpoint as checkpoints
 from dualtrain.backend import register_backend, unregister_backend
 from dualtrain.data import Dataset, batch_indices
-from dualtrain.distributed import shard
+from dualtrain.distributed import TIMEOUT_VARIABLE, Rank, check_replicas, shard
 from dualtrain.errors import CapabilityError, ConfigError
 from dualtrain.launch import free_port
 from dualtrain.loop import RunConfig, ScheduleConfig, fit, train_engine, with_overrides
@@ -337,3 +337,51 @@ def test_compare_and_port_under_a_launcher_are_refused(command, monkeypatch, cap
     err = capsys.readouterr().err
     assert f"dualtrain {command} starts its own ranks for each engine" in err
     assert "only dualtrain train runs as a rank" in err and err.count("\n") == 1
+
+
+# --- the core's pieces, without a process --------------------------------------------
+
+
+@pytest.mark.parametrize("rows, world", [(16, 2), (12, 3), (8, 8), (6, 1)])
+def test_the_shards_in_rank_order_are_the_batch(rows, world):
+    batch = np.arange(100, 100 + rows)
+    parts = [batch[shard(rows, rank, world)] for rank in range(world)]
+    assert [len(p) for p in parts] == [rows // world] * world
+    assert np.array_equal(np.concatenate(parts), batch)
+
+
+def test_the_rank_comes_from_the_usual_variables():
+    env = {"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1", "MASTER_ADDR": "10.0.0.1"}
+    env |= {"MASTER_PORT": "29511", TIMEOUT_VARIABLE: "7.5"}
+    assert Rank.from_env(env) == Rank(3, 4, 1, "10.0.0.1", 29511, 7.5)
+    assert Rank.from_env({"WORLD_SIZE": "1", "RANK": "0"}) is None
+    assert Rank.from_env({}) is None
+    assert Rank(3, 4, 1, "10.0.0.1", 29511, 7.5).env() == env
+
+
+@pytest.mark.parametrize(
+    "env, words",
+    [
+        ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 asks for a data-parallel run, but RANK"),
+        ({"WORLD_SIZE": "2", "RANK": "x"}, "RANK / MASTER_PORT are missing or not numbers"),
+        ({"WORLD_SIZE": "2", "RANK": "0", TIMEOUT_VARIABLE: "0"}, "must be a positive number"),
+    ],
+)
+def test_a_broken_environment_is_refused_in_one_line(env, words):
+    with pytest.raises(ConfigError) as info:
+        Rank.from_env(env)
+    assert words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_replicas_that_drifted_apart_are_an_error():
+    same = {"0.weight": np.ones((2, 2)), "0.bias": np.zeros(2)}
+    check_replicas([same, {k: v.copy() for k, v in same.items()}])
+    drifted = {"0.weight": np.ones((2, 2)), "0.bias": np.array([0.0, 1e-300])}
+    with pytest.raises(ConfigError, match="rank 1's 0.bias differs from rank 0's"):
+        check_replicas([same, drifted])
+
+
+def test_the_python_api_takes_nproc():
+    from dualtrain.api import run_config
+
+    assert run_config(backend="torch", nproc=2).nproc == 2
