@@ -81,3 +81,15 @@ def test_train_on_digits_with_the_cnn_preset_from_the_command_line(capsys, tmp_p
 def test_the_presets_have_dropout_and_their_documented_names():
     assert [s.name for s in digits_cnn().dropout_sites()] == ["8"]
     assert [s.name for s in token_transformer().dropout_sites()] == ["1.4", "2.4"]
+
+
+def test_the_python_api_keeps_token_ids_for_an_embedding_model():
+    import dualtrain
+
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 16, (16, 12))
+    tags = ids % TOKEN_CLASSES
+    run = dualtrain.fit(token_transformer(), ids, tags, epochs=1, batch_size=8)
+    assert len(run.trajectory.steps) == 2
+    with pytest.raises(ConfigError, match=r"^layer 0 \(Embedding\) expects integer token ids"):
+        dualtrain.fit(token_transformer(), ids.astype(float), tags, epochs=1)
