@@ -169,7 +169,8 @@ REPRO = '''"""One module on torch and OneFlow, in float64, on the same weights a
 
 Module `{module}` ({kind}) is where the diagnosis found the two frameworks part;
 module.npz holds its own weights, its input and its upstream gradient at that
-step, module.json the model it belongs to. Run: python repro.py
+step, module.json the model it belongs to. Run: python repro.py (it needs torch,
+oneflow and numpy, and dualtrain only for its automatic OneFlow port).
 """
 
 import json
@@ -192,24 +193,34 @@ def numbered(prefix):
     return [found.get(str(i)) for i in range(count)]
 
 
+def load_class(path, name):
+    """Class `name` of the file `path`, its folder importable (for the modules it imports)."""
+    import importlib.util
+    import sys
+
+    sys.path.insert(0, str(Path(path).parent))
+    spec = importlib.util.spec_from_file_location(f"repro_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
 def run(framework):
     """(outputs, input gradients) of the module, built from the user's files."""
-    init = META["torch"]["init"]
+    init, hand = META["torch"]["init"], META["oneflow"]
     if framework == "torch":
         import torch as lib
-        from dualtrain_torch.source import load_module_class
 
-        cls = load_module_class(META["torch"]["path"], META["torch"]["name"])
+        cls = load_class(META["torch"]["path"], META["torch"]["name"])
     else:
         import oneflow as lib
-        from dualtrain_oneflow import source
 
-        hand = META["oneflow"]
-        cls = (
-            source.load_ported_class(hand["path"], hand["name"])
-            if hand
-            else source.port_module_class(META["torch"]["path"], META["torch"]["name"])
-        )
+        if hand:  # the user's own OneFlow port
+            cls = load_class(hand["path"], hand["name"])
+        else:  # dualtrain's automatic port: the torch source with torch renamed oneflow
+            from dualtrain_oneflow.source import port_module_class
+
+            cls = port_module_class(META["torch"]["path"], META["torch"]["name"])
     model = cls(**init).to(lib.float64)
     module = dict(model.named_modules())[META["module"]]
     own = {k: lib.tensor(v) for k, v in part("state/").items()}
