@@ -15,7 +15,7 @@ import pickle
 import pytest
 
 from dualtrain.errors import ConfigError
-from dualtrain.schedules import Schedule, build_schedule, checks, schedule_class
+from dualtrain.schedules import Schedule, build_schedule, checks, schedule_class, schedule_names
 from dualtrain.schedules.base import _REGISTRY, native_frameworks
 from dualtrain.schedules.expr import Expression, ExpressionError, parse_expression
 from dualtrain.schedules.modern import NoisyLR
@@ -83,6 +83,10 @@ def test_a_named_subclass_registers_in_every_flavour_it_serves():
     try:
         assert schedule_class("MutationProbeLR", "oneflow") is Probe
         assert ("MutationProbeLR", "torch") not in _REGISTRY
+        assert "MutationProbeLR" in schedule_names("oneflow") and "MutationProbeLR" in (
+            schedule_names()
+        )
+        assert "MutationProbeLR" not in schedule_names("torch")
         assert Nameless not in _REGISTRY.values()
     finally:
         _REGISTRY.pop(("MutationProbeLR", "oneflow"), None)
