@@ -32,7 +32,37 @@ from dualtrain.usermodel import UserModule
 ENTRY_POINT_GROUP = "dualtrain.backends"
 
 #: One training step: (x, y) as NumPy arrays -> the batch's loss as a float.
+#: A step may also carry `lazy` (see `lazy_step`): the same step returning the loss
+#: as the framework holds it, unread, for `Backend.read_losses`.
 StepFn = Callable[[np.ndarray, np.ndarray], float]
+
+
+def lazy_step(step: StepFn, lazy: Callable[[Any, Any], Any]) -> StepFn:
+    """`step` (returning a float), carrying `lazy`: the same step, whose loss stays
+    on the device until `Backend.read_losses` reads a chunk of them in one sync.
+
+    The loop runs `lazy` where a step has it; a wrapper that calls `step` (data
+    parallel, the diagnosis's replay) still gets floats.
+    """
+    step.lazy = lazy  # type: ignore[attr-defined]
+    return step
+
+
+class HostData:
+    """A data set in host memory, each batch indexed with NumPy (the default).
+
+    `Backend.put_dataset` may return another object with the same `batches`
+    (the data set kept on the device, batches indexed there).
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.x, self.y = x, y
+
+    def batches(self, order: list[np.ndarray]):
+        """(x, y) of each batch of `order` (the core's row indices), in order."""
+        x, y = self.x, self.y
+        for index in order:
+            yield x[index], y[index]
 
 
 @dataclass(frozen=True)
@@ -159,6 +189,15 @@ class Backend(ABC):
         """This process's part of a data-parallel run (`dualtrain.distributed.Replicas`)
         for `rank` (`dualtrain.distributed.Rank`); only where `supports_data_parallel`."""
         raise CapabilityError(f"backend {self.name!r}: {self.data_parallel_reason}")
+
+    def put_dataset(self, model: Any, x: np.ndarray, y: np.ndarray) -> HostData:
+        """The training data where `model`'s steps read it fastest; its `batches(order)`
+        yields what the step takes. Default: in host memory, NumPy batches."""
+        return HostData(x, y)
+
+    def read_losses(self, losses: list[Any]) -> list[float]:
+        """The losses a chunk of lazy steps returned, as floats (one sync for all)."""
+        return [float(loss) for loss in losses]
 
     def optimizer_state(self, optimizer: Any) -> dict[str, np.ndarray]:
         """Optimizer state (momentum buffers, moments, step counts) as arrays."""

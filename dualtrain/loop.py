@@ -7,7 +7,6 @@ gets identical hyperparameters, weights and batches.
 
 from __future__ import annotations
 
-import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from dualtrain.data import Dataset, batch_indices
 from dualtrain.errors import CapabilityError, ConfigError
 from dualtrain.isolation import RETRIES as isolation_retries
 from dualtrain.isolation import run_in_child
+from dualtrain.loss_reads import LossReads
 from dualtrain.lr_scheduler import LRScheduler
 from dualtrain.model import ModelSpec
 from dualtrain.optim import GroupSpec, OptimizerSpec
@@ -73,10 +73,15 @@ class RunConfig:
     device: str = "cpu"
     #: Processes training data-parallel, each on its shard of every global batch.
     nproc: int = 1
+    #: Read the losses back every this many steps (and whenever the loop needs
+    #: one now), so a device runs ahead of the host; the trajectory is the same
+    #: for any value (`dualtrain.loss_reads`, docs/performance.md).
+    loss_read_every: int = 32
 
     def __post_init__(self) -> None:
         _positive("epochs", self.epochs, allow_zero=True)
         _positive("nproc", self.nproc)
+        _positive("loss_read_every", self.loss_read_every)
         _positive("batch_size", self.batch_size)
         _positive("seed", self.seed, allow_zero=True)
         _one_of("mode", self.mode, MODES)
@@ -513,10 +518,17 @@ class _Engine:
     trajectory: Trajectory
     savings: list[Saving]
     config: RunConfig
+    #: The savings `saving_due` found due (asked once a step: RecoverySaving keeps time).
+    due: list[Saving] = field(default_factory=list)
+
+    def saving_due(self, step: int, last: bool) -> bool:
+        """Whether any saving wants a checkpoint after `step` (asks each once)."""
+        self.due = [s for s in self.savings if s.due(step, last)]
+        return bool(self.due)
 
     def save(self, step: int, epoch: int, position: int, epoch_losses: list[float], last: bool):
-        """Write a checkpoint to every saving due at `step` (all of them at the end)."""
-        due = [s for s in self.savings if s.due(step, last)]
+        """Write a checkpoint to every saving due at `step` (as `saving_due` found)."""
+        due = self.due
         if not due:
             return
         start = time.perf_counter()
@@ -547,42 +559,48 @@ def _train(config, engine: _Engine, train, val, on_step, resume) -> None:
     saving = bool(engine.savings)
     step, first_epoch, skip = (resume.step, resume.epoch, resume.position) if resume else (0, 0, 0)
     scheduler, backend, applied = engine.scheduler, engine.backend, None
+    data = backend.put_dataset(engine.net, train.x, train.y)
+    run_step = getattr(engine.step_fn, "lazy", engine.step_fn)  # loss read in chunks
+    losses: list[float] = []
+
+    def after(loss: float) -> None:
+        if on_step:
+            on_step(engine.trajectory.steps[-1])
+        losses.append(loss)
+        progress.update(loss)
+
+    # ReduceLROnPlateau stepping on each step's train loss needs it before the next lr.
+    watch_steps = per_step and scheduler.plateau is not None
+    every = 1 if watch_steps else config.loss_read_every
+    reads = LossReads(backend.read_losses, engine.trajectory.record_step, after, every)
     for epoch in range(first_epoch, config.epochs):
-        losses = list(resume.epoch_losses) if resume and epoch == first_epoch else []
+        losses[:] = list(resume.epoch_losses) if resume and epoch == first_epoch else []
         order = batch_indices(
             len(train), config.batch_size, epoch, config.seed, config.shuffle, config.drop_last
         )
-        for position, index in enumerate(order):
-            if epoch == first_epoch and position < skip:
-                continue  # done before the checkpoint: the same order, from the seed
+        first = skip if epoch == first_epoch else 0  # done before the checkpoint: same order
+        for position, (x, y) in enumerate(data.batches(order[first:]), start=first):
             k = step if per_step else epoch
             if (k, scheduler.observed) != applied:  # set only what changed, once
                 lrs, momenta = scheduler.values(k)
                 backend.set_hyperparams(engine.optimizer, lrs, momenta)
                 applied = (k, scheduler.observed)
             start = time.perf_counter()
-            loss = engine.step_fn(train.x[index], train.y[index])
+            loss = run_step(x, y)
             seconds = time.perf_counter() - start
-            if not math.isfinite(loss):
-                raise ConfigError(
-                    f"the loss at step {step} (epoch {epoch}) is {loss}: training stopped; "
-                    "checkpoints written before it are kept"
-                )
-            engine.trajectory.record_step(step, epoch, lrs, momenta, loss, seconds)
-            if on_step:
-                on_step(engine.trajectory.steps[-1])
-            if per_step:
-                scheduler.observe(loss)
-            losses.append(loss)
+            reads.add(step, epoch, lrs, momenta, loss, seconds)
             step += 1
-            progress.update(loss)
-            if saving and position + 1 < len(order):
+            if watch_steps:
+                scheduler.observe(losses[-1])
+            if saving and position + 1 < len(order) and engine.saving_due(step, False):
+                reads.read()
                 engine.save(step, epoch, position + 1, losses, last=False)
+        reads.read()
         val_loss, val_acc = backend.evaluate(engine.net, val.x, val.y) if val else (None, None)
         engine.trajectory.record_epoch(epoch, float(np.mean(losses)), val_loss, val_acc)
         if not per_step:
             scheduler.observe(val_loss if config.schedule.metric == "val_loss" else np.mean(losses))
-        if saving:
+        if saving and engine.saving_due(step, epoch + 1 == config.epochs):
             engine.save(step, epoch + 1, 0, [], last=epoch + 1 == config.epochs)
     progress.close()
 
