@@ -45,7 +45,12 @@ class TorchReplicas(Replicas):
         self.group = dist.new_group(timeout=datetime.timedelta(seconds=rank.timeout))
 
     def replicate(self, model: torch.nn.Module) -> DistributedDataParallel:
+        # Building the first wrapper took 6.8 s here on a busy machine, and its own
+        # collectives have the run's (short) timeout: the ranks meet before and
+        # after it with the rendezvous's.
+        dist.barrier()
         wrapped = DistributedDataParallel(model, process_group=self.group)
+        dist.barrier()
         # The backend's steps read what it keeps on its model (loss, dtype, dropout).
         for key, value in vars(model).items():
             if key.startswith("dualtrain_"):
