@@ -15,7 +15,7 @@ import numpy as np
 from dualtrain_oneflow.backend import OneFlowBackend
 
 #: The step whose batch `PermutedRows` shuffles.
-PERMUTED_STEP = 3
+PERMUTED_STEP = 1
 
 
 class OptimizerEps(OneFlowBackend):
