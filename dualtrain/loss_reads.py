@@ -34,13 +34,14 @@ class LossReads:
         record: Callable[..., None],
         after: Callable[[float], None],
         every: int,
-        max_wait: float = MAX_WAIT,
+        max_wait: float | None = None,
     ) -> None:
         """`read_losses`: the backend's; `record(step, epoch, lrs, momenta, loss,
         seconds)` writes one step; `after(loss)` is called after each record;
         `every`: the chunk size."""
         self.read_losses, self.record, self.after = read_losses, record, after
-        self.every, self.max_wait = every, max_wait
+        self.every = every
+        self.max_wait = MAX_WAIT if max_wait is None else max_wait
         self.pending: list[tuple] = []
         self.last_read = time.perf_counter()
 

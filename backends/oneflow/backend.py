@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import oneflow as flow
 
-from dualtrain.backend import Backend, LrPlan, StepFn
+from dualtrain.backend import Backend, LrPlan, StepFn, lazy_step
 from dualtrain.errors import CapabilityError, ConfigError
 from dualtrain.model import ModelSpec
 from dualtrain.optim import OptimizerSpec
@@ -145,7 +145,7 @@ class OneFlowBackend(Backend):
         dtype, dropout = model.dualtrain_dtype, model.dualtrain_dropout
         place = model.dualtrain_place or _local
 
-        def step(x: np.ndarray, y: np.ndarray) -> float:
+        def lazy(x: np.ndarray, y: np.ndarray) -> flow.Tensor:
             if dropout is not None:
                 dropout.begin()
             # torch's default: a parameter without a gradient this step stays put.
@@ -153,9 +153,15 @@ class OneFlowBackend(Backend):
             loss = loss_fn(model(place(_as(x, dtype))), place(_as(y, dtype)))
             loss.backward()
             optimizer.step()
-            return float(loss.numpy())
+            return loss
 
-        return step
+        return lazy_step(lambda x, y: float(lazy(x, y).numpy()), lazy)
+
+    def read_losses(self, losses: list) -> list[float]:
+        """One wait on OneFlow's VM for the chunk: the losses stacked, then read."""
+        if losses and all(isinstance(loss, flow.Tensor) for loss in losses):
+            return flow.stack([loss.reshape(()) for loss in losses]).numpy().tolist()
+        return [float(loss) for loss in losses]
 
     def compile_step(self, model, optimizer, plan: LrPlan) -> StepFn:
         """An nn.Graph of the whole step; its lrs come from the plan's tables."""
@@ -203,21 +209,23 @@ class OneFlowBackend(Backend):
 
         dtype = model.dualtrain_dtype
 
-        def step(x: np.ndarray, y: np.ndarray) -> float:
+        def lazy(x: np.ndarray, y: np.ndarray) -> flow.Tensor:
             inputs, targets = _input(model, x), _target(model, y)
             if not shape:  # the first call compiles the graph and prints CUDA notices
                 with quiet.expected_notices_hidden():
                     shape.append(x.shape)
-                    return float(graph(inputs, targets, *masks(inputs)).numpy())
+                    loss = graph(inputs, targets, *masks(inputs))
+                    loss.numpy()  # compiled and run while the notices are hidden
+                    return loss
             if x.shape != shape[0]:
                 raise ConfigError(
                     f"oneflow graph: a batch of {x.shape[0]} rows after batches of "
                     f"{shape[0][0]}: nn.Graph needs one static shape; use drop_last or a "
                     "batch size that divides the training rows"
                 )
-            return float(graph(inputs, targets, *masks(inputs)).numpy())
+            return graph(inputs, targets, *masks(inputs))
 
-        return step
+        return lazy_step(lambda x, y: float(lazy(x, y).numpy()), lazy)
 
     def optimizer_state(self, optimizer) -> dict[str, np.ndarray]:
         """State by stable name under torch's slot names ("0.weight/momentum_buffer",

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import torch
 
-from dualtrain.backend import Backend, LrPlan, StepFn
+from dualtrain.backend import Backend, HostData, LrPlan, StepFn, lazy_step
 from dualtrain.data import Dataset
 from dualtrain.errors import ConfigError
 from dualtrain.model import ModelSpec
@@ -119,15 +119,37 @@ class TorchBackend(Backend):
         finally:
             model.train()
 
+    #: Keep the data set as tensors on the CPU too (a GPU always does when it fits):
+    #: off by default, NumPy indexing is as fast there; tests turn it on.
+    resident_on_cpu = False
+
+    def put_dataset(self, model, x: np.ndarray, y: np.ndarray):
+        """On a GPU, the data set in the model's dtype on the device when it takes
+        at most a quarter of the free memory; batches are indexed there."""
+        device = model.dualtrain_device
+        if device.type == "cpu" and not self.resident_on_cpu:
+            return HostData(x, y)
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            if _nbytes(model, x) + _nbytes(model, y) > free // 4:
+                return HostData(x, y)
+        return DeviceData(_input(model, x), _target(model, y))
+
+    def read_losses(self, losses: list) -> list[float]:
+        """One sync for the chunk: the losses stacked, then read as Python floats."""
+        if losses and all(isinstance(loss, torch.Tensor) for loss in losses):
+            return torch.stack(losses).tolist()
+        return [float(loss) for loss in losses]
+
     def eager_step(self, model, optimizer) -> StepFn:
         train_step, dropout = _train_step(model, optimizer), model.dualtrain_dropout
 
-        def step(x: np.ndarray, y: np.ndarray) -> float:
+        def lazy(x, y) -> torch.Tensor:
             if dropout is not None:
                 dropout.begin()
-            return train_step(_input(model, x), _target(model, y), None).item()
+            return train_step(_input(model, x), _target(model, y), None)
 
-        return step
+        return lazy_step(lambda x, y: lazy(x, y).item(), lazy)
 
     def compile_step(self, model, optimizer, plan: LrPlan) -> StepFn:
         """`torch.compile` of the whole step: forward, loss, backward, optimizer step.
@@ -148,25 +170,26 @@ class TorchBackend(Backend):
         warm = [bool(optimizer.state)]
         optim.upcast_step_counters(optimizer)
 
-        def step(x: np.ndarray, y: np.ndarray) -> float:
+        def lazy(x, y) -> torch.Tensor:
             inputs, targets = _input(model, x), _target(model, y)
+            shape = tuple(x.shape)
             masks = None
             if dropout is not None:
                 dropout.begin()
-                masks = dropout.inputs_for(x.shape, inputs.dtype, inputs.device)
+                masks = dropout.inputs_for(shape, inputs.dtype, inputs.device)
             if warm[0] and (dropout is None or masks is not None):
-                return compiled(inputs, targets, masks).item()
+                return compiled(inputs, targets, masks)
             # Eager: the first step, and the first step of each batch shape, whose
             # hooks show the dropout calls the compiled steps then get masks for.
-            loss = train_step(inputs, targets, None).item()
+            loss = train_step(inputs, targets, None)
             if dropout is not None:
-                dropout.remember(x.shape)
+                dropout.remember(shape)
             if not warm[0]:
                 optim.upcast_step_counters(optimizer)
                 warm[0] = True
             return loss
 
-        return step
+        return lazy_step(lambda x, y: lazy(x, y).item(), lazy)
 
     def optimizer_state(self, optimizer) -> dict[str, np.ndarray]:
         names = _param_names(optimizer)
@@ -239,13 +262,42 @@ def _check_names(state: dict, arrays: dict[str, np.ndarray]) -> None:
         raise ConfigError(f"initial weights: the torch model has no {extra[0]!r}")
 
 
-def _input(model, x: np.ndarray) -> torch.Tensor:
-    """A batch as the model takes it: token ids as int64, features in its dtype."""
+class DeviceData:
+    """The data set as tensors on the model's device, in the dtypes its steps take:
+    each epoch's row order goes to the device once, its batches are slices of it."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def batches(self, order: list[np.ndarray]):
+        if not order:
+            return
+        rows = torch.from_numpy(np.concatenate(order)).to(self.x.device)
+        start = 0
+        for index in order:
+            part = rows[start : start + len(index)]
+            start += len(index)
+            yield self.x[part], self.y[part]
+
+
+def _nbytes(model, array: np.ndarray) -> int:
+    """Bytes of `array` once in the model's dtype (token and class ids as int64)."""
+    size = 8 if array.dtype.kind in "iu" else model.dualtrain_dtype.itemsize
+    return array.size * size
+
+
+def _input(model, x) -> torch.Tensor:
+    """A batch as the model takes it: token ids as int64, features in its dtype
+    (a batch of `DeviceData` is so already)."""
+    if isinstance(x, torch.Tensor):
+        return x
     dtype = torch.long if x.dtype.kind in "iu" else model.dualtrain_dtype
     return _on(torch.from_numpy(x), model.dualtrain_device, dtype)
 
 
-def _target(model, y: np.ndarray) -> torch.Tensor:
+def _target(model, y) -> torch.Tensor:
+    if isinstance(y, torch.Tensor):
+        return y
     dtype = torch.long if y.dtype.kind in "iu" else model.dualtrain_dtype
     return _on(torch.from_numpy(y), model.dualtrain_device, dtype)
 
