@@ -237,7 +237,8 @@ class RankBackend(Backend):
     def __init__(self, inner: Backend, rank: Rank, mode: str, dtype: str) -> None:
         self.inner, self.rank, self.mode, self.dtype = inner, rank, mode, dtype
         self.name = inner.name
-        for flag in ("supports_graph", "graph_dtypes", "dtypes", "graph_static_shapes"):
+        flags = ("supports_graph", "graph_dtypes", "dtypes", "graph_static_shapes")
+        for flag in (*flags, "supports_user_modules", "user_modules_reason"):
             setattr(self, flag, getattr(inner, flag))
         self.replicas: Replicas | None = None
 

@@ -385,3 +385,12 @@ def test_the_python_api_takes_nproc():
     from dualtrain.api import run_config
 
     assert run_config(backend="torch", nproc=2).nproc == 2
+
+
+def test_a_rank_keeps_what_its_backend_can_build():
+    from dualtrain.distributed import RankBackend
+
+    rank = RankBackend(TorchBackend(), Rank(0, 2), "eager", "float32")
+    # A user's own module (dualtrain port --nproc) is refused by the loop otherwise.
+    assert rank.supports_user_modules and rank.name == "torch"
+    assert rank.graph_dtypes == TorchBackend.graph_dtypes
