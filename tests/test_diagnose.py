@@ -274,3 +274,31 @@ def test_a_graph_engine_is_localised_to_the_step_and_its_parameters(data):
         c.what.split(" ")[0] for c in finding.checks
     }
     assert all(c.parted == (c.what.split(" ")[0] in finding.parameters) for c in finding.checks)
+
+
+@pytest.mark.parametrize("backend_name", ["torch", "oneflow"])
+def test_teacher_forcing_by_its_own_record_changes_nothing(backend_name):
+    # Forced by the record of the very same step, every module computes exactly what
+    # it recorded: forcing replaces values by equal ones and adds no rounding.
+    from dualtrain.backend import get_backend
+    from dualtrain.loop import RunConfig
+
+    problem = get_problem("regression")
+    x, y = problem.data.x[:50], problem.data.y[:50]
+    backend = get_backend(backend_name)
+    records = []
+    for forced in (None, "own"):
+        net = backend.build(problem.model, "float64", "cpu")
+        backend.load_state(net, problem.model.initial_weights(0))
+        optimizer = backend.make_optimizer(net, RunConfig(lr=0.01).optimizer_spec())
+        probe = backend.probe(net, forced=records[0] if forced else None)
+        backend.eager_step(net, optimizer)(x, y)
+        probe.remove()
+        records.append(probe.record)
+    recorded, replayed = records
+    assert list(replayed.calls) == list(recorded.calls)
+    for key, call in recorded.calls.items():
+        again = replayed.calls[key]
+        pairs = zip(call.outputs + call.grad_inputs, again.outputs + again.grad_inputs, strict=True)
+        for a, b in pairs:
+            assert (a is None and b is None) or np.array_equal(a, b), key
