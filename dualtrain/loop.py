@@ -560,7 +560,6 @@ def _train(config, engine: _Engine, train, val, on_step, resume) -> None:
     step, first_epoch, skip = (resume.step, resume.epoch, resume.position) if resume else (0, 0, 0)
     scheduler, backend, applied = engine.scheduler, engine.backend, None
     data = backend.put_dataset(engine.net, train.x, train.y)
-    run_step = getattr(engine.step_fn, "lazy", engine.step_fn)  # loss read in chunks
     losses: list[float] = []
 
     def after(loss: float) -> None:
@@ -573,6 +572,9 @@ def _train(config, engine: _Engine, train, val, on_step, resume) -> None:
     watch_steps = per_step and scheduler.plateau is not None
     every = 1 if watch_steps else config.loss_read_every
     reads = LossReads(backend.read_losses, engine.trajectory.record_step, after, every)
+    # Chunks run the lazy step (its loss read later); one step a read runs the step
+    # that reads its own, so each step's time includes waiting for it, as before.
+    run_step = engine.step_fn if every == 1 else getattr(engine.step_fn, "lazy", engine.step_fn)
     for epoch in range(first_epoch, config.epochs):
         losses[:] = list(resume.epoch_losses) if resume and epoch == first_epoch else []
         order = batch_indices(
