@@ -561,36 +561,32 @@ def _train(config, engine: _Engine, train, val, on_step, resume) -> None:
     scheduler, backend, applied = engine.scheduler, engine.backend, None
     data = backend.put_dataset(engine.net, train.x, train.y)
     losses: list[float] = []
-
-    def after(loss: float) -> None:
-        if on_step:
-            on_step(engine.trajectory.steps[-1])
-        losses.append(loss)
-        progress.update(loss)
-
     # ReduceLROnPlateau stepping on each step's train loss needs it before the next lr.
     watch_steps = per_step and scheduler.plateau is not None
     every = 1 if watch_steps else config.loss_read_every
-    reads = LossReads(backend.read_losses, engine.trajectory.record_step, after, every)
+    reads = LossReads(backend.read_losses, engine.trajectory, losses, progress, on_step, every)
     # Chunks run the lazy step (its loss read later); one step a read runs the step
     # that reads its own, so each step's time includes waiting for it, as before.
     run_step = engine.step_fn if every == 1 else getattr(engine.step_fn, "lazy", engine.step_fn)
+    clock = time.perf_counter
     for epoch in range(first_epoch, config.epochs):
         losses[:] = list(resume.epoch_losses) if resume and epoch == first_epoch else []
         order = batch_indices(
             len(train), config.batch_size, epoch, config.seed, config.shuffle, config.drop_last
         )
+        if not per_step and (epoch, scheduler.observed) != applied:  # once an epoch
+            lrs, momenta = scheduler.values(epoch)
+            backend.set_hyperparams(engine.optimizer, lrs, momenta)
+            applied = (epoch, scheduler.observed)
         first = skip if epoch == first_epoch else 0  # done before the checkpoint: same order
         for position, (x, y) in enumerate(data.batches(order[first:]), start=first):
-            k = step if per_step else epoch
-            if (k, scheduler.observed) != applied:  # set only what changed, once
-                lrs, momenta = scheduler.values(k)
+            if per_step and (step, scheduler.observed) != applied:  # set what changed, once
+                lrs, momenta = scheduler.values(step)
                 backend.set_hyperparams(engine.optimizer, lrs, momenta)
-                applied = (k, scheduler.observed)
-            start = time.perf_counter()
+                applied = (step, scheduler.observed)
+            start = clock()
             loss = run_step(x, y)
-            seconds = time.perf_counter() - start
-            reads.add(step, epoch, lrs, momenta, loss, seconds)
+            reads.add(step, epoch, lrs, momenta, loss, start, clock())
             step += 1
             if watch_steps:
                 scheduler.observe(losses[-1])

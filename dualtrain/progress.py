@@ -33,14 +33,15 @@ class Progress:
             total=total, desc=label, delay=delay, leave=False, unit="step", file=self.stream
         )
 
-    def update(self, loss: float) -> None:
-        """One more step done; `loss` is shown next to the count."""
-        self.done += 1
+    def update(self, loss: float, steps: int = 1) -> None:
+        """`steps` more steps done (a chunk read at once); `loss`, the last one's,
+        is shown next to the count."""
+        self.done += steps
         if not self.enabled:
             return
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
-            self.bar.update()
+            self.bar.update(steps)
             return
         now = time.perf_counter()
         # Redraw at most ten times a second, and only once the delay has passed.
