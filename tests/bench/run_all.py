@@ -17,6 +17,11 @@
   (tests/bench/port_bench.py).
 - data parallel: 1 against 2 processes per engine on an MLP whose all-reduce
   matters, and the start-up of 2 ranks (tests/bench/ddp_bench.py).
+- loop overhead: what dualtrain's loop adds around a step that does nothing,
+  losses read every step and every 32 (tests/bench/loop_overhead.py).
+- crossover: eager against torch.compile and nn.Graph for an MLP and the CNN
+  and transformer presets at growing width and batch, on one CPU
+  (tests/bench/crossover.py; docs/performance.md).
 
 OneFlow graphs run through `train_engine` here, as `fit` runs them: in a
 watched child process (OneFlow 0.9.0's nn.Graph crashes now and then on CPU),
@@ -37,8 +42,11 @@ import statistics
 import time
 import warnings
 
+from crossover import bench_crossover
+from crossover import pin as pin_cpus
 from ddp_bench import bench_ddp
 from figures import FIGURES, spread
+from loop_overhead import bench_loop_overhead
 from numpy_conv_bench import bench_numpy_cnn
 from port_bench import bench_port_cnn
 
@@ -55,16 +63,22 @@ def per_step(ends: list[float]) -> float:
 
 
 def dualtrain_loop(problem, config) -> float:
-    """Seconds per step through `fit`: schedule, records, progress, the step itself."""
-    ends: list[float] = []
+    """Seconds per step through `fit`: schedule, records, progress, the step itself.
+
+    Timed from the end of the first epoch to the end of the last: the loop reads
+    losses in chunks, but always at an epoch's end, so the callback on an epoch's
+    last step comes right after it, whatever `loss_read_every` is.
+    """
+    marks: dict[int, tuple[int, float]] = {}  # epoch -> (its last step, when it was seen)
     fit(
         config,
         problem.model,
         problem.data,
         None,
-        on_step=lambda _: ends.append(time.perf_counter()),
+        on_step=lambda r: marks.__setitem__(r["epoch"], (r["step"], time.perf_counter())),
     )
-    return per_step(ends)
+    (first_step, first), (last_step, last) = marks[min(marks)], marks[max(marks)]
+    return (last - first) / (last_step - first_step)
 
 
 def hand_written_loop(problem, config) -> float:
@@ -317,6 +331,9 @@ def main() -> None:
     bench_numpy_cnn(max(3, args.repeats // 3))
     bench_port_cnn()
     bench_ddp()
+    bench_loop_overhead(args.repeats)
+    pin_cpus(1)  # last: every engine of the crossover on one CPU, as nn.Graph's child is
+    bench_crossover("small")
     FIGURES.save()
 
 
