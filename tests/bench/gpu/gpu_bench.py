@@ -240,11 +240,13 @@ def oneflow_hand_written(work, device, steps, graph=False):
     return time.perf_counter() - start, 0.0
 
 
-def per_step(run, short: int, long: int) -> tuple[float, float]:
-    """(seconds a step, share of the wall time waiting) from runs of two lengths."""
+def per_step(run, short: int, long: int) -> tuple[float, float | None]:
+    """(seconds a step, share of the wall time waiting) from runs of two lengths;
+    the share is None where the two runs' difference is lost in noise."""
     t1, w1 = run(short)
     t2, w2 = run(long)
-    return (t2 - t1) / (long - short), (w2 - w1) / max(t2 - t1, 1e-12)
+    share = (w2 - w1) / (t2 - t1) if t2 > t1 else None
+    return (t2 - t1) / (long - short), share if share is None or 0 <= share <= 1 else None
 
 
 def measure(work: Workload, device: str, short: int, long: int) -> dict:
@@ -283,7 +285,9 @@ def measure(work: Workload, device: str, short: int, long: int) -> dict:
             "samples_per_second": work.batch / seconds,
             "host_waiting_share": waiting if name.startswith("dualtrain") else None,
         }
-        share = f", host waits {waiting:.0%}" if name.startswith("dualtrain") else ""
+        share = ""
+        if name.startswith("dualtrain"):
+            share = ", host waits " + ("?" if waiting is None else f"{waiting:.0%}")
         print(f"{work.name}: {name}: {seconds * 1e3:.3f} ms a step{share}", flush=True)
     base = out["hand-written torch, .item() each step"].get("seconds_per_step")
     for figure in out.values():
