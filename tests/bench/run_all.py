@@ -1,6 +1,6 @@
 """Benchmarks, measured side by side in one run; prints ratios, asserts nothing.
 
-    make bench        (or: python tests/bench/run_all.py [--repeats N])
+    make bench        (or: python tests/bench/run_all.py [--repeats N] [--only a,b])
 
 - numpy loop: a training step through dualtrain's loop (schedule, records,
   progress) against a hand-written NumPy loop over the same network, optimizer
@@ -320,21 +320,52 @@ def bench_schedules(repeats: int) -> None:
         )
 
 
+def crossover_on_one_cpu() -> None:
+    pin_cpus(1)  # every engine of the crossover on one CPU, as nn.Graph's child is
+    bench_crossover("small")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated benches to run (of: {', '.join(BENCHES)})"
+    )
     args = parser.parse_args()
-    bench_numpy_loop(args.repeats)
-    bench_torch_loop(max(3, args.repeats // 3))
-    bench_oneflow_loop(max(3, args.repeats // 3))
-    bench_schedules(max(3, args.repeats // 3))
-    bench_numpy_cnn(max(3, args.repeats // 3))
-    bench_port_cnn()
-    bench_ddp()
-    bench_loop_overhead(args.repeats)
-    pin_cpus(1)  # last: every engine of the crossover on one CPU, as nn.Graph's child is
-    bench_crossover("small")
+    chosen = [name for name in args.only.split(",") if name] or list(BENCHES)
+    unknown = sorted(set(chosen) - set(BENCHES))
+    if unknown:
+        parser.error(f"unknown bench(es) {', '.join(unknown)} (known: {', '.join(BENCHES)})")
+    few = max(3, args.repeats // 3)
+    runs = {
+        "numpy_loop": lambda: bench_numpy_loop(args.repeats),
+        "torch_loop": lambda: bench_torch_loop(few),
+        "oneflow_loop": lambda: bench_oneflow_loop(few),
+        "schedules": lambda: bench_schedules(few),
+        "numpy_cnn": lambda: bench_numpy_cnn(few),
+        "port": bench_port_cnn,
+        "ddp": bench_ddp,
+        "loop_overhead": lambda: bench_loop_overhead(args.repeats),
+        "crossover": crossover_on_one_cpu,  # last: it pins the process to one CPU
+    }
+    for name in BENCHES:
+        if name in chosen:
+            runs[name]()
     FIGURES.save()
+
+
+#: Every bench in the order `make bench` runs them.
+BENCHES = (
+    "numpy_loop",
+    "torch_loop",
+    "oneflow_loop",
+    "schedules",
+    "numpy_cnn",
+    "port",
+    "ddp",
+    "loop_overhead",
+    "crossover",
+)
 
 
 if __name__ == "__main__":
