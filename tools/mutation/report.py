@@ -182,18 +182,25 @@ def main(stage: Path, area: str, wall_s: float | None) -> int:
         alive = [m for m in mine if m.status not in DETECTED and id(m) not in equivalent]
         counted = len(mine) - len(eq)
         score = 100.0 * (counted - len(alive)) / counted if counted else 100.0
+        untested = [m for m in alive if m.status == "not checked"]
         print(
             f"\n{name}: {len(mine)} mutants, {len(eq)} equivalent (left out), "
             f"{counted - len(alive)} of {counted} killed: {score:.2f}%"
         )
-        for m in sorted(alive, key=lambda m: (m.path, m.line)):
+        if untested:  # an interrupted run: the score among the mutants it did test
+            tested = counted - len(untested)
+            among = 100.0 * (counted - len(alive)) / tested if tested else 0.0
+            print(f"  not tested yet: {len(untested)}; of the {tested} tested, {among:.2f}% killed")
+        shown = [m for m in alive if m.status != "not checked"]
+        for m in sorted(shown, key=lambda m: (m.path, m.line)):
             print(f"  {m.path}:{m.line}  [{m.status}] {m.function}: {m.before}  ->  {m.after}")
         summary["areas"][name] = {
             "mutants": len(mine),
             "equivalent": len(eq),
             "killed": counted - len(alive),
             "score": round(score, 2),
-            "alive": [f"{m.path}:{m.line} {m.name}" for m in alive],
+            "untested": len(untested),
+            "alive": [f"{m.path}:{m.line} {m.name}" for m in shown],
         }
         status |= score < FAIL_UNDER
     stale = [e for e in equivalents if e not in used and _in_areas(e, areas)]

@@ -59,6 +59,10 @@ def stage_tree(stage: Path, area: str, resume: bool) -> None:
     for import_name, folder in {"dualtrain": "dualtrain", **mapped}.items():
         _sync(ROOT / folder, stage / import_name, ignore)
     for name in ALSO:
+        if name == "pyproject.toml" and resume and (stage / name).exists():
+            # Keep the configuration the results were made with: mutmut drops them all
+            # when its test selection changes (as when another area's tests are added).
+            continue
         _sync(ROOT / name, stage / name, ignore)
     narrow_to_area(stage / "pyproject.toml", area)
 
@@ -117,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         keep = args.resume or args.retest_survivors
         stage_tree(stage, args.area, keep)
         if args.retest_survivors:
-            names = [m.name for m in report.load_mutants(stage) if m.status not in report.DETECTED]
+            names = [
+                m.name
+                for m in report.load_mutants(stage)
+                if m.status not in report.DETECTED and m.status != "not checked"
+            ]
         elif args.resume:
             names = []  # mutmut tests what has no result yet (the stage holds one area)
         else:  # named mutants are always rerun, whatever result they have
