@@ -160,7 +160,7 @@ class OneFlowBackend(Backend):
     def read_losses(self, losses: list) -> list[float]:
         """One wait on OneFlow's VM for the chunk: the losses stacked, then read."""
         if losses and all(isinstance(loss, flow.Tensor) for loss in losses):
-            return flow.stack([loss.reshape(()) for loss in losses]).numpy().tolist()
+            return flow.stack(losses).reshape(-1).numpy().tolist()  # one op, not one a loss
         return [float(loss) for loss in losses]
 
     def compile_step(self, model, optimizer, plan: LrPlan) -> StepFn:
