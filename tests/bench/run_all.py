@@ -170,13 +170,16 @@ def bench_torch_loop(repeats: int) -> None:
     )
     graph = replace(config, mode="graph")
     dualtrain_loop(problem, graph)  # compile once, outside the timing
-    ours, plain, compiled = [], [], []
+    ours, plain, compiled, each = [], [], [], []
     for _ in range(repeats):
         ours.append(dualtrain_loop(problem, config))
         plain.append(torch_hand_written_loop(problem, config))
         compiled.append(dualtrain_loop(problem, graph))
+        each.append(dualtrain_loop(problem, replace(config, loss_read_every=1)))
     a, b, c = (statistics.median(v) for v in (ours, plain, compiled))
     eager = FIGURES.ratio("torch_eager_loop_vs_hand_written", ours, plain, goal=1.03)
+    each_figure = FIGURES.ratio("torch_eager_read_every_step_vs_hand_written", each, plain)
+    print(f"torch eager, every loss read at once (loss_read_every=1): {spread(each_figure)}")
     graph_figure = FIGURES.ratio("torch_compiled_vs_eager", compiled, ours)
     print(
         f"torch eager step, regression MLP: dualtrain {a * 1e6:.1f} us, hand-written "
@@ -238,11 +241,14 @@ def bench_oneflow_loop(repeats: int) -> None:
         batch_size=problem.batch_size,
         schedule=ScheduleConfig("StepLR", "torch", {"step_size": 5, "gamma": 0.5}),
     )
-    ours, plain = [], []
+    ours, plain, each = [], [], []
     for _ in range(repeats):
         ours.append(dualtrain_loop(problem, config))
         plain.append(oneflow_hand_written_loop(problem, config))
+        each.append(dualtrain_loop(problem, replace(config, loss_read_every=1)))
     a, b = statistics.median(ours), statistics.median(plain)
+    each_figure = FIGURES.ratio("oneflow_eager_read_every_step_vs_hand_written", each, plain)
+    print(f"oneflow eager, every loss read at once (loss_read_every=1): {spread(each_figure)}")
     eager32 = [
         statistics.median(s["time"] for s in run.trajectory.steps[1:])
         for run in (
