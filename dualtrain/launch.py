@@ -38,6 +38,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ from dualtrain.isolation import (
 
 #: Seconds the other ranks get, after one lost its peer, to fail on their own.
 GRACE = 3.0
+#: Seconds the watcher waits, after a rank died, for the others that die of it.
+DEATH_WINDOW = 1.0
 
 
 class RankFailed(ConfigError):
@@ -78,6 +81,10 @@ class _Process:
     popen: subprocess.Popen
     #: None while running; ("ok", value) / ("error", exc, traceback) / ("died", why, started).
     outcome: tuple | None = None
+    #: When the rank's process ended, taken by a thread waiting on it: polling
+    #: alone cannot order two deaths in one poll, and a OneFlow rank aborts
+    #: (SIGABRT, its IO poller's EPOLLERR) milliseconds after a peer dies.
+    exited: float | None = None
     ended: float = 0.0
     steps: tuple[int, float | None] = (0, None)
     moved: float = field(default_factory=time.monotonic)
@@ -176,12 +183,18 @@ def _attempt(payload, world, stagger, hang, env, pids) -> list[Any] | _Failure:
             popen = _start_child(folder, variables, session=True)
             pids.append(popen.pid)
             ranks.append(_Process(rank, folder, popen))
+            threading.Thread(target=_time_exit, args=(ranks[-1],), daemon=True).start()
         return _watch(ranks, hang, timeout)
     finally:
         for process in ranks:
             _end(process.popen)
         for process in ranks:
             shutil.rmtree(process.folder, ignore_errors=True)
+
+
+def _time_exit(process: _Process) -> None:
+    process.popen.wait()
+    process.exited = time.monotonic()
 
 
 def _end(popen: subprocess.Popen) -> None:
@@ -198,14 +211,12 @@ def _watch(ranks: list[_Process], hang: HangRule, timeout: float):
     while True:
         time.sleep(POLL_SECONDS)
         now = time.monotonic()
-        for process in ranks:
-            if process.outcome is None and process.popen.poll() is not None:
-                process.outcome, process.ended = _outcome(process), now
-        ended = sorted((p for p in ranks if p.outcome), key=lambda p: p.ended)
-        own = [p for p in ended if not _lost_peer(p)]
-        failed = [p for p in own if p.outcome[0] != "ok"]
+        ended, own, failed = _settle(ranks)
         if failed:
-            return _blame(failed[0], world)
+            if failed[0].outcome[0] == "died":  # who else dies of it, to name them too
+                _wait_ends(ranks, now + DEATH_WINDOW)
+                ended, own, failed = _settle(ranks)
+            return _blame(failed[0], world, failed[1:])
         if len(own) == world:
             return [p.outcome[1] for p in ranks]
         running = [p for p in ranks if p.outcome is None]
@@ -244,11 +255,26 @@ def _outcome(process: _Process) -> tuple:
     return ("died", why, (process.folder / STARTED).exists())
 
 
+def _settle(ranks: list[_Process]) -> tuple[list, list, list]:
+    """The ranks that ended, by when; those that did not only lose a peer; those that failed."""
+    for process in ranks:
+        if process.outcome is None and process.exited is not None:
+            process.outcome, process.ended = _outcome(process), process.exited
+    ended = sorted((p for p in ranks if p.outcome), key=lambda p: p.ended)
+    own = [p for p in ended if not _lost_peer(p)]
+    return ended, own, [p for p in own if p.outcome[0] != "ok"]
+
+
+def _wait_ends(ranks: list[_Process], until: float) -> None:
+    while time.monotonic() < until and any(p.exited is None for p in ranks):
+        time.sleep(POLL_SECONDS / 4)
+
+
 def _lost_peer(process: _Process) -> bool:
     return process.outcome[0] == "error" and isinstance(process.outcome[1], PeerLost)
 
 
-def _blame(process: _Process, world: int) -> _Failure:
+def _blame(process: _Process, world: int, after: list[_Process] = ()) -> _Failure:
     who = f"rank {process.rank} of {world}"
     kind, *rest = process.outcome
     if kind == "error":
@@ -262,6 +288,9 @@ def _blame(process: _Process, world: int) -> _Failure:
         return _Failure(message, process.rank, crash=False)
     steps = _read_beat(process.folder)[0]
     message = f"{who} {why} without a result after ~{steps} steps"
+    then = [f"rank {p.rank} {p.outcome[1]}" for p in after if p.outcome[0] == "died"]
+    if then:
+        message += f"; then {' and '.join(then)}"
     return _Failure(message, process.rank, crash=True)
 
 

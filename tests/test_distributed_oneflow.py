@@ -207,11 +207,13 @@ def test_a_graph_crash_in_one_rank_retries_every_rank_visibly(graph2, tmp_path, 
         unregister_backend(CrashingGraph.name)
     [note] = run.notes
     found = re.fullmatch(
+        # Rank 0 may abort of it (OneFlow's IO poller, SIGABRT) within ms: named after.
         r"oneflow-crashing/graph: attempt 1 crashed \(rank 1 of 2 killed by SIGSEGV without "
-        r"a result after ~\d+ steps\), retrying every rank from step (\d+)",
+        r"a result after ~\d+ steps(; then rank 0 killed by SIGABRT)?\), "
+        r"retrying every rank from step (\d+)",
         note,
     )
-    assert found and int(found.group(1)) > 0, note
+    assert found and int(found.group(2)) > 0, note
     assert len(run.trajectory.steps) == len(graph2.trajectory.steps)
     # Resumed from a checkpoint, the graph goes on as if it had never crashed.
     assert run.trajectory.losses == graph2.trajectory.losses
