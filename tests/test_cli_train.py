@@ -42,6 +42,16 @@ def test_train_writes_a_trajectory(capsys, tmp_path):
     assert "numpy/eager: 64 steps" in out
 
 
+def test_the_loss_read_chunk_changes_no_value_of_the_trajectory(capsys, tmp_path):
+    # 16 steps an epoch: chunks of 5 end inside epochs, so reads fall mid-epoch too.
+    assert run(capsys, f"train {RECIPE} --out {tmp_path / 'every'} --loss-read-every 1")[0] == 0
+    assert run(capsys, f"train {RECIPE} --out {tmp_path / 'five'} --loss-read-every 5")[0] == 0
+    every, five = load(tmp_path / "every"), load(tmp_path / "five")
+    assert len(every.steps) == 64
+    assert every.losses == five.losses
+    assert [s["lr"] for s in every.steps] == [s["lr"] for s in five.steps]
+
+
 def test_a_toml_config_says_what_the_flags_say(capsys, tmp_path):
     config = tmp_path / "run.toml"
     config.write_text(
@@ -174,6 +184,7 @@ BAD = [
     ("train --epochs -3", ["epochs", "-3"]),
     ("train --epochs three", ["three"]),
     ("train --batch-size 0", ["batch_size", "0"]),
+    ("train --loss-read-every 0", ["loss_read_every", "0"]),
     ("train --lr -1", ["lr", "-1"]),
     ("train --dtype float16", ["float16"]),
     ("train --interval batch", ["batch"]),

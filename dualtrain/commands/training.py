@@ -45,6 +45,7 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "save_every": int,
     "keep": int,
     "tensorboard": str,
+    "loss_read_every": int,
 }
 
 
@@ -102,6 +103,13 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
         help="also write each engine's run as TensorBoard scalars under DIR (needs the "
         "tensorboard extra)",
     )
+    p.add_argument(
+        "--loss-read-every",
+        type=int,
+        metavar="N",
+        help="read the losses back from the device every N steps (default 32; the "
+        "trajectory is the same for any N, docs/performance.md)",
+    )
 
 
 def add_model_option(p: argparse.ArgumentParser) -> None:
@@ -146,7 +154,7 @@ def names(text: str) -> list[str]:
 
 # What may differ between a checkpoint's run and the command that resumes it.
 MAY_CHANGE_ON_RESUME = ("epochs", "out", "backend", "mode", "device", "save_every", "keep")
-MAY_CHANGE_ON_RESUME += ("tensorboard", "nproc")
+MAY_CHANGE_ON_RESUME += ("tensorboard", "nproc", "loss_read_every")
 
 
 def resolve(
@@ -307,6 +315,7 @@ def _build(values, options, sched_kwargs, groups, spec_needed=True) -> Training:
         dtype=merged.get("dtype", "float64"),
         device=merged.get("device", "cpu"),
         nproc=merged.get("nproc", 1),
+        loss_read_every=merged.get("loss_read_every", 32),
     )
     config.optimizer_spec()  # checks optimizer name and options now, in one line
     train, val = data.split(merged["val_fraction"], config.seed)
