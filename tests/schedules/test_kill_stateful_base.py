@@ -1,0 +1,129 @@
+"""`LRScheduler` built from schedules or subclassed as torch's base class, against
+torch's and OneFlow's own classes: its argument checks (the message names the value
+and what was expected), torch's positional `last_epoch`, OneFlow's `last_step` and
+`verbose` (docs/mutation.md: what a full mutation run found unchecked).
+"""
+
+from __future__ import annotations
+
+import oneflow as flow
+import pytest
+import torch
+
+import dualtrain.lr_scheduler as D
+from dualtrain.errors import ConfigError
+from dualtrain.schedules import build_schedule
+
+T = torch.optim.lr_scheduler
+F = flow.optim.lr_scheduler
+
+
+def torch_opt(lrs=(0.1, 0.05)):
+    groups = [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": lr} for lr in lrs]
+    return torch.optim.SGD(groups, lr=lrs[0])
+
+
+def oneflow_opt(lrs=(0.4,)):
+    groups = [{"params": [flow.nn.Parameter(flow.zeros(2))], "lr": lr} for lr in lrs]
+    return flow.optim.SGD(groups, lr=lrs[0])
+
+
+def lrs(opt):
+    return [float(g["lr"]) for g in opt.param_groups]
+
+
+def trajectory(sched, opt, steps):
+    out = [lrs(opt)]
+    for _ in range(steps):
+        opt.step()
+        sched.step()
+        out.append(lrs(opt))
+    return out
+
+
+def step_schedules(n_groups, flavor="torch"):
+    return build_schedule("StepLR", flavor, {"step_size": 2, "gamma": 0.5}, n_groups)
+
+
+@pytest.mark.parametrize(
+    ("schedules", "shown"),
+    [([1, 2], "[1, 2]"), ("StepLR", "'StepLR'"), (True, "True")],
+)
+def test_schedules_that_are_not_a_list_of_schedules_are_refused(schedules, shown):
+    """A list of something else, a name, or a bool (an int that is not a last_epoch)."""
+    with pytest.raises(ConfigError) as info:
+        D.LRScheduler(torch_opt(), schedules)
+    assert str(info.value) == f"schedules must be a list of Schedule objects, got {shown}"
+
+
+def test_one_schedule_per_param_group():
+    with pytest.raises(ConfigError) as info:
+        D.LRScheduler(torch_opt((0.1, 0.05)), step_schedules(1))
+    assert str(info.value) == "schedules must have one entry per param group (2), got 1"
+    sched = D.LRScheduler(torch_opt((0.1, 0.05)), tuple(step_schedules(2)))  # a tuple is a list
+    assert sched.lrs_at(2) == [0.1 * 0.5, 0.05 * 0.5]
+
+
+def _halving_get_lr(self):
+    return [b * 0.5 ** (self.last_epoch // 2) for b in self.base_lrs]
+
+
+def _subclass(module):
+    """A torch-style subclass: super().__init__(optimizer, last_epoch) and its get_lr()."""
+
+    def init(self, optimizer, last_epoch=-1):
+        module.LRScheduler.__init__(self, optimizer, last_epoch)  # positional last_epoch
+
+    return type("Halving", (module.LRScheduler,), {"__init__": init, "get_lr": _halving_get_lr})
+
+
+@pytest.mark.parametrize("last_epoch", [-1, 3])
+def test_a_subclass_passes_last_epoch_positionally_as_to_torch(last_epoch):
+    """torch's LRScheduler(optimizer, last_epoch): the int is the counter, not schedules;
+    resuming at 3 reads the initial_lr the groups hold and steps on from 4."""
+    runs = []
+    for module in (T, D):
+        opt = torch_opt()
+        if last_epoch >= 0:
+            for group in opt.param_groups:
+                group["initial_lr"] = group["lr"] * 2
+        sched = _subclass(module)(opt, last_epoch)
+        runs.append((sched.last_epoch, sched.base_lrs, trajectory(sched, opt, 5)))
+    assert runs[1] == runs[0]
+
+
+def test_last_step_resumes_the_counter_as_oneflow():
+    """OneFlow's last_step: resuming at 3, the first step sets the lr of step 4.
+    OneFlow's StepLR(step_size=2, gamma=0.5) gives the expected values."""
+    runs = []
+    for build in (
+        lambda o: F.StepLR(o, 2, 0.5, last_step=3),
+        lambda o: D.LRScheduler(o, step_schedules(1, "oneflow"), flavor="oneflow", last_step=3),
+    ):
+        opt = oneflow_opt()
+        opt.param_groups[0]["initial_lr"] = 0.8
+        sched = build(opt)
+        runs.append((sched.last_step, trajectory(sched, opt, 4)))
+    assert runs[1] == runs[0]
+    assert runs[0][0] == 4 and runs[0][1][0] == [0.8 * 0.25]
+
+
+def test_verbose_prints_each_groups_lr_at_each_step_as_oneflow(capsys):
+    """OneFlow keeps `verbose` and prints one line per param group at every step
+    (construction's included); dualtrain's lines say the same in its own words."""
+    counts = []
+    for build in (
+        lambda o: F.StepLR(o, 2, 0.5, verbose=True),
+        lambda o: D.LRScheduler(o, step_schedules(2, "oneflow"), flavor="oneflow", verbose=True),
+    ):
+        opt = oneflow_opt((0.4, 0.2))
+        sched = build(opt)
+        trajectory(sched, opt, 2)
+        out = capsys.readouterr().out.splitlines()
+        assert sched.verbose is True
+        assert all("param_groups[" in line for line in out)
+        counts.append(len(out))
+    assert counts == [6, 6]  # 3 steps (construction + 2) x 2 groups
+    quiet = D.LRScheduler(oneflow_opt(), step_schedules(1, "oneflow"), flavor="oneflow")
+    trajectory(quiet, quiet.optimizer, 2)
+    assert capsys.readouterr().out == "" and quiet.verbose is False
