@@ -10,12 +10,15 @@ a few ulps (~1e-15 relative); 1e-12 is well above that and far below any wrong t
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
 from dualtrain.dropout import mask
 from dualtrain.model import BatchNorm1d, Dropout, Embedding, Linear, ModelSpec, Residual
+from dualtrain.optim import OptimizerSpec
 from dualtrain.usermodel import DropoutSite
 from dualtrain_numpy import NumpyBackend
 from dualtrain_numpy.model import accuracy, loss_and_grad
@@ -262,3 +265,42 @@ def test_accuracy_over_a_sequence_counts_every_position():
         logits[index][best[index]] = 1.0
     labels = np.array([[1, 3, 2], [2, 0, 1]])  # right 4 of 6: (0,0), (0,1), (1,0), (1,2)
     assert accuracy("cross_entropy", logits, labels) == 4 / 6
+
+
+def test_an_eager_step_clears_the_gradients_trains_and_updates_as_torchs_sgd():
+    """Two steps of the dropout network from gradients left over and the flag left off:
+    each step's masks, its own gradient only, SGD's update (torch.optim.SGD, momentum)."""
+    backend = NumpyBackend()
+    net = dropout_net(backend)
+    opt = backend.make_optimizer(net, OptimizerSpec("sgd", lr=0.1, options={"momentum": 0.5}))
+    for grad in net.grads.values():
+        grad[...] = 7.0  # left over from elsewhere: the step must start from zero
+    net.training = False
+    step = backend.eager_step(net, opt)
+    lins = [torch_linear(W0, np.full(4, 0.1)), torch_linear(W1, np.full(4, -0.2)),
+            torch_linear(W2, np.array([0.3]))]  # fmt: skip
+    theirs = torch.optim.SGD([p for lin in lins for p in lin.parameters()], lr=0.1, momentum=0.5)
+    for number in range(2):
+        loss = step(X4, Y4)
+        theirs.zero_grad()
+        m1, m2 = (torch.from_numpy(mask(SEED, number, DropoutSite(site, P), 0, (3, 4)))
+                  for site in ("1", "2.0"))  # fmt: skip
+        h = lins[0](torch.from_numpy(X4)) * m1 / (1 - P)
+        h = h + lins[1](h * m2 / (1 - P))
+        t_loss = ((lins[2](h) - torch.from_numpy(Y4)) ** 2).sum()
+        t_loss.backward()
+        theirs.step()
+        assert loss == pytest.approx(t_loss.item(), rel=RTOL)
+        for prefix, lin in zip(("0.", "2.1.", "3."), lins, strict=True):
+            close(net.params[prefix + "weight"], lin.weight)
+            close(net.params[prefix + "bias"], lin.bias)
+            close(net.grads[prefix + "weight"], lin.weight.grad)
+
+
+def test_running_still_warns_of_a_division_by_zero():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with NumpyBackend().running():
+            assert np.isinf(np.float64(1e308) * 10)  # overflow: quiet
+            with pytest.raises(RuntimeWarning, match="divide by zero"):
+                np.float64(1.0) / np.float64(0.0)

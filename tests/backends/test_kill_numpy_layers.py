@@ -29,15 +29,18 @@ from dualtrain.model import (
     LayerNorm,
     Linear,
     MaxPool2d,
+    ModelSpec,
     ReLU,
     Residual,
     Sigmoid,
     Tanh,
 )
+from dualtrain_numpy import NumpyBackend
 from dualtrain_numpy.layers import LAYERS, NumpyLayer, build, make
 from dualtrain_numpy.layers.base import registers
 from dualtrain_numpy.layers.dense import DropoutLayer
 from dualtrain_numpy.layers.residual import ResidualLayer
+from dualtrain_numpy.model import Network
 
 # float64 against float64: both sum at most ~60 products per value, in different
 # orders (im2col matmul against torch's kernels), which moves a result by ~1e-14 of
@@ -341,3 +344,32 @@ def test_backward_into_other_gradients_leaves_the_layers_own_alone():
     layer.backward(np.array([[1.0], [2.0]]))  # and by default: they add up
     np.testing.assert_array_equal(own["weight"], [[10.0, 8.0]])
     assert not np.array_equal(other["weight"], own["weight"])
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_a_float32_network_computes_each_layer_in_float32_as_torch(name):
+    """Output and input gradient stay float32 (a float64 temporary would promote them),
+    and match torch's float32 module: float32 keeps 24 bits, and these sums of at most
+    ~60 terms lose a few of them, so 1e-5 of the output's scale is honest and still
+    ~1000 times below any wrong term."""
+    rng = np.random.default_rng(list(CASES).index(name))
+    theirs = torch_module(name, rng).float().train()
+    net = Network(ModelSpec((CASES[name][0],)), np.dtype(np.float32))
+    NumpyBackend().load_state(
+        net, {f"0.{k}": v.detach().numpy() for k, v in theirs.state_dict().items()}
+    )
+    x = batch(name, rng).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = net.forward(x)
+    xt = torch.tensor(x, requires_grad=True)
+    out_t = theirs(xt)
+    scale = float(np.abs(out).max())
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=1e-5, atol=1e-5 * scale)
+    dy = rng.normal(size=out.shape).astype(np.float32)
+    (out_t * torch.from_numpy(dy)).sum().backward()
+    dx = net.layers[0].backward(dy)
+    assert dx.dtype == np.float32
+    scale = float(np.abs(dx).max())
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-5, atol=1e-5 * scale)
