@@ -146,3 +146,42 @@ def test_help_shows_a_built_class_as_the_schedule():
     defined = {line.split(" = ")[0] for line in lines[start + 1 : end] if " = " in line}
     # __annotations__ appears where the Python version creates it on access
     assert defined - {"__annotations__"} == {"__signature__", "schedule_name"}
+
+
+def _resumed_at(M, last_epoch, cls=None):
+    opt = torch_opt((0.1,))
+    opt.param_groups[0]["initial_lr"] = 0.2
+    return (cls or M.CosineAnnealingWarmRestarts)(opt, 3, 2, last_epoch=last_epoch), opt
+
+
+def test_warm_restarts_from_a_counter_below_minus_one_start_at_step_0_as_torchs():
+    """torch's first step from any negative counter (here last_epoch=-5, the groups
+    holding initial_lr 0.2) moves to epoch 0, T_cur 0, lr 0.2; steps, a fractional
+    step(epoch) and the state that follows are torch's."""
+    states = []
+    for M in (T, D):
+        sched, opt = _resumed_at(M, -5)
+        assert (sched.last_epoch, sched.T_cur, sched.T_i, groups(opt)[0][0]) == (0, 0, 3, 0.2)
+        trajectory(sched, opt, 4)
+        sched.step(2.5)  # warm restarts take an epoch without torch's deprecation warning
+        states.append(sched.state_dict())
+    assert states[1] == states[0]
+    assert states[0]["T_cur"] == 2.5 and states[0]["last_epoch"] == 2
+
+
+def test_a_subclass_get_lr_is_called_within_step_as_in_torch():
+    """torch's protocol for a subclass's get_lr: `_get_lr_called_within_step` is True
+    while step() (the constructor's included) asks for the lrs, False after."""
+    seen = {}
+    for M in (T, D):
+
+        class Watched(M.CosineAnnealingWarmRestarts):
+            def get_lr(self):
+                self.calls = [*getattr(self, "calls", []), self._get_lr_called_within_step]
+                return super().get_lr()
+
+        sched, opt = _resumed_at(M, -1, Watched)
+        trajectory(sched, opt, 2)
+        sched.step(4)
+        seen[M] = [*sched.calls, sched._get_lr_called_within_step]
+    assert seen[D] == seen[T] == [True, True, True, True, False]
