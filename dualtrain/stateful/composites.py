@@ -313,8 +313,6 @@ class WarmupLR(_Composite):
     def load_state_dict(self, state_dict):
         state = dict(state_dict)
         nested = list(state.get("schedulers", []))
-        if self.schedulers and nested:
+        if self.schedulers and nested:  # OneFlow's [warmup, scheduler] or [scheduler]
             state["schedulers"] = nested[-1:]
-        elif not self.schedulers:
-            state["schedulers"] = []
         super().load_state_dict(state)
