@@ -39,7 +39,12 @@ class Figures:
 
     def seconds(self, key: str, values: list[float], **extra: Any) -> dict[str, Any]:
         """A time alone (e.g. a start-up cost): its median and spread over repeats."""
-        figure = {"seconds": _summary(list(values)), "samples": list(values), **extra}
+        figure = {
+            "seconds": _summary(list(values)),
+            "samples": list(values),
+            "load_average": load_average(),
+            **extra,
+        }
         self.figures[key] = figure
         return figure
 
@@ -61,6 +66,7 @@ class Figures:
             "baseline_seconds": _summary(list(theirs)),
             "ratio": _summary(ratios),
             "goal": goal,
+            "load_average": load_average(),
             **extra,
         }
         self.figures[key] = figure
@@ -100,12 +106,22 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     return lines
 
 
+def load_average() -> list[float] | None:
+    """The machine's load average (1, 5, 15 minutes) when a figure is kept: timings
+    taken under load say so."""
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
 def spread(figure: dict[str, Any]) -> str:
-    """A figure's ratio as printed: median, then min-max over the repeats."""
-    r = figure["ratio"]
+    """A figure's ratio as printed: median, then min-max over the repeats, and the
+    load average (1 minute) when it was kept."""
+    r, load = figure["ratio"], figure.get("load_average")
+    at = f", load {load[0]:.1f}" if load else ""
     if r["repeats"] == 1:
-        return f"ratio {r['median']:.3f} (one measurement)"
-    return f"ratio {r['median']:.3f} (min {r['min']:.3f}, max {r['max']:.3f} over {r['repeats']})"
+        return f"ratio {r['median']:.3f} (one measurement{at})"
+    return (
+        f"ratio {r['median']:.3f} (min {r['min']:.3f}, max {r['max']:.3f} over {r['repeats']}{at})"
+    )
 
 
 #: The run's figures; every benchmark module records into this one.

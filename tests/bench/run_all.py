@@ -42,78 +42,39 @@ import statistics
 import time
 import warnings
 
+import instructions
 from crossover import bench_crossover
 from crossover import pin as pin_cpus
 from ddp_bench import bench_ddp
 from figures import FIGURES, spread
 from loop_overhead import bench_loop_overhead
+from loops import (
+    dualtrain_loop,
+    hand_written_loop,
+    loop_config,
+    oneflow_hand_written_loop,
+    torch_hand_written_loop,
+)
 from numpy_conv_bench import bench_numpy_cnn
 from port_bench import bench_port_cnn
 
-from dualtrain.backend import get_backend
-from dualtrain.data import batch_indices
-from dualtrain.loop import RunConfig, ScheduleConfig, fit, train_engine
+from dualtrain.loop import ScheduleConfig, train_engine
 from dualtrain.problems import get_problem
-from dualtrain_numpy.model import loss_and_grad
 
 
-def per_step(ends: list[float]) -> float:
-    """Seconds per step in steady state: between the first and the last step's end."""
-    return (ends[-1] - ends[0]) / (len(ends) - 1)
-
-
-def dualtrain_loop(problem, config) -> float:
-    """Seconds per step through `fit`: schedule, records, progress, the step itself.
-
-    Timed from the end of the first epoch to the end of the last: the loop reads
-    losses in chunks, but always at an epoch's end, so the callback on an epoch's
-    last step comes right after it, whatever `loss_read_every` is.
-    """
-    marks: dict[int, tuple[int, float]] = {}  # epoch -> (its last step, when it was seen)
-    fit(
-        config,
-        problem.model,
-        problem.data,
-        None,
-        on_step=lambda r: marks.__setitem__(r["epoch"], (r["step"], time.perf_counter())),
-    )
-    (first_step, first), (last_step, last) = marks[min(marks)], marks[max(marks)]
-    return (last - first) / (last_step - first_step)
-
-
-def hand_written_loop(problem, config) -> float:
-    """Seconds per step of the plainest loop over the same network and batches."""
-    backend = get_backend("numpy")
-    net = backend.build(problem.model, config.dtype, "cpu")
-    from dualtrain.model import init_weights
-
-    backend.load_state(net, init_weights(problem.model, config.seed))
-    optimizer = backend.make_optimizer(net, config.optimizer_spec())
-    x_all, y_all = problem.data.x, problem.data.y
-    ends = []
-    for epoch in range(config.epochs):
-        lr = config.lr * 0.5 ** (epoch // 5)  # StepLR(5, 0.5) by hand
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        for index in batch_indices(len(x_all), config.batch_size, epoch, config.seed):
-            optimizer.zero_grad()
-            out = net.forward(x_all[index])
-            _, grad = loss_and_grad(problem.model.loss, out, y_all[index])
-            net.backward(grad)
-            optimizer.step()
-            ends.append(time.perf_counter())
-    return per_step(ends)
+def instruction_counts(engine: str) -> None:
+    """Print (and keep) the loop's instruction-count ratio, where valgrind is."""
+    if not COUNT_INSTRUCTIONS:
+        return
+    if not instructions.available():
+        print(f"{engine} eager, instructions a step: not counted (valgrind is not installed)")
+        return
+    print(instructions.record(engine), flush=True)
 
 
 def bench_numpy_loop(repeats: int) -> None:
     problem = get_problem("regression")
-    config = RunConfig(
-        lr=0.05,
-        options={"momentum": 0.9},
-        epochs=10,
-        batch_size=problem.batch_size,
-        schedule=ScheduleConfig("StepLR", "torch", {"step_size": 5, "gamma": 0.5}),
-    )
+    config = loop_config()
     ours, plain = [], []
     for _ in range(repeats):  # interleaved, so drift on the machine hits both alike
         ours.append(dualtrain_loop(problem, config))
@@ -125,49 +86,14 @@ def bench_numpy_loop(repeats: int) -> None:
         f"{a * 1e6:.1f} us, hand-written loop {b * 1e6:.1f} us, {spread(figure)} "
         "(goal <= 1.03)"
     )
-
-
-def torch_hand_written_loop(problem, config) -> float:
-    """The torch loop people write: StepLR after each epoch, loss.item() each step."""
-    import torch
-    from torch.nn import functional
-
-    from dualtrain.model import init_weights
-    from dualtrain_torch.model import build
-
-    model = build(problem.model, torch.float64, torch.device("cpu"))
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            tensor.copy_(torch.from_numpy(init_weights(problem.model, config.seed)[name]))
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
-    x_all, y_all = problem.data.x, problem.data.y
-    ends = []
-    for epoch in range(config.epochs):
-        for index in batch_indices(len(x_all), config.batch_size, epoch, config.seed):
-            x, y = torch.from_numpy(x_all[index]), torch.from_numpy(y_all[index])
-            optimizer.zero_grad()
-            loss = functional.mse_loss(model(x), y)
-            loss.backward()
-            optimizer.step()
-            loss.item()
-            ends.append(time.perf_counter())
-        scheduler.step()
-    return per_step(ends)
+    instruction_counts("numpy")
 
 
 def bench_torch_loop(repeats: int) -> None:
     from dataclasses import replace
 
     problem = get_problem("regression")
-    config = RunConfig(
-        backend="torch",
-        lr=0.05,
-        options={"momentum": 0.9},
-        epochs=10,
-        batch_size=problem.batch_size,
-        schedule=ScheduleConfig("StepLR", "torch", {"step_size": 5, "gamma": 0.5}),
-    )
+    config = loop_config("torch")
     graph = replace(config, mode="graph")
     dualtrain_loop(problem, graph)  # compile once, outside the timing
     ours, plain, compiled, each = [], [], [], []
@@ -189,34 +115,7 @@ def bench_torch_loop(repeats: int) -> None:
         f"torch compiled step: {c * 1e6:.1f} us, compiled / eager {spread(graph_figure)} "
         "(per step after warm-up, recompiles excluded)"
     )
-
-
-def oneflow_hand_written_loop(problem, config) -> float:
-    """The OneFlow loop people write, as the torch one above."""
-    import oneflow as flow
-
-    from dualtrain.model import init_weights
-    from dualtrain_oneflow.model import Loss, build
-
-    model = build(problem.model, flow.float64, "cpu")
-    weights = init_weights(problem.model, config.seed)
-    model.load_state_dict({n: flow.tensor(weights[n]) for n in model.state_dict()})
-    optimizer = flow.optim.SGD(model.parameters(), lr=config.lr, momentum=0.9)
-    scheduler = flow.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
-    loss_fn = Loss("mse")
-    x_all, y_all = problem.data.x, problem.data.y
-    ends = []
-    for epoch in range(config.epochs):
-        for index in batch_indices(len(x_all), config.batch_size, epoch, config.seed):
-            x, y = flow.tensor(x_all[index]), flow.tensor(y_all[index])
-            optimizer.zero_grad()
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            optimizer.step()
-            float(loss.numpy())
-            ends.append(time.perf_counter())
-        scheduler.step()
-    return per_step(ends)
+    instruction_counts("torch")
 
 
 def graph_step_time(problem, config) -> tuple[float, list[str]]:
@@ -233,14 +132,7 @@ def bench_oneflow_loop(repeats: int) -> None:
     from dualtrain.isolation import EngineCrashed
 
     problem = get_problem("regression")
-    config = RunConfig(
-        backend="oneflow",
-        lr=0.05,
-        options={"momentum": 0.9},
-        epochs=10,
-        batch_size=problem.batch_size,
-        schedule=ScheduleConfig("StepLR", "torch", {"step_size": 5, "gamma": 0.5}),
-    )
+    config = loop_config("oneflow")
     ours, plain, each = [], [], []
     for _ in range(repeats):
         ours.append(dualtrain_loop(problem, config))
@@ -337,7 +229,14 @@ def main() -> None:
     parser.add_argument(
         "--only", default="", help=f"comma-separated benches to run (of: {', '.join(BENCHES)})"
     )
+    parser.add_argument(
+        "--no-count",
+        action="store_true",
+        help="skip the instruction counts under valgrind (minutes: torch's import is slow there)",
+    )
     args = parser.parse_args()
+    global COUNT_INSTRUCTIONS
+    COUNT_INSTRUCTIONS = not args.no_count
     chosen = [name for name in args.only.split(",") if name] or list(BENCHES)
     unknown = sorted(set(chosen) - set(BENCHES))
     if unknown:
@@ -359,6 +258,9 @@ def main() -> None:
             runs[name]()
     FIGURES.save()
 
+
+#: Count the eager loops' instructions under valgrind too (`--no-count` turns it off).
+COUNT_INSTRUCTIONS = True
 
 #: Every bench in the order `make bench` runs them.
 BENCHES = (
