@@ -45,14 +45,17 @@ class LossReads:
         self.read_losses, self.trajectory, self.losses = read_losses, trajectory, losses
         self.progress, self.on_step, self.every = progress, on_step, every
         self.max_wait = MAX_WAIT
+        #: (step, epoch, lrs, momenta, seconds) of each step not read yet, and its loss.
         self.pending: list[tuple] = []
+        self.unread: list[Any] = []
         self.last_read = time.perf_counter()
 
     def add(self, step: int, epoch: int, lrs, momenta, loss: Any, start: float, end: float):
         """One more step, run from `start` to `end` (perf_counter); read the chunk
         when it is full or has waited long enough."""
         pending = self.pending
-        pending.append((step, epoch, lrs, momenta, loss, end - start))
+        pending.append((step, epoch, lrs, momenta, end - start))
+        self.unread.append(loss)
         if len(pending) >= self.every or end - self.last_read > self.max_wait:
             self.read(end)
 
@@ -65,17 +68,18 @@ class LossReads:
         self.last_read = time.perf_counter() if now is None else now
         if not self.pending:
             return
-        pending, self.pending = self.pending, []
-        values = self.read_losses([entry[4] for entry in pending])
-        good = next((i for i, v in enumerate(values) if not math.isfinite(v)), len(values))
-        record, on_step, steps = self.trajectory.record_step, self.on_step, self.trajectory.steps
-        for (step, epoch, lrs, momenta, _, seconds), loss in zip(
-            pending[:good], values[:good], strict=True
-        ):
-            record(step, epoch, lrs, momenta, loss, seconds)
-            if on_step:
-                on_step(steps[-1])
+        pending, unread, self.pending, self.unread = self.pending, self.unread, [], []
+        values = self.read_losses(unread)
+        # A finite sum means every loss is finite (an inf or nan makes it so); a sum
+        # that overflows from finite losses is then looked through as well.
+        good = len(values)
+        if not math.isfinite(sum(values)):
+            good = next((i for i, v in enumerate(values) if not math.isfinite(v)), good)
         if good:
+            records = self.trajectory.record_steps(pending[:good], values[:good])
+            if self.on_step:
+                for record in records:
+                    self.on_step(record)
             self.losses.extend(values[:good])
             self.progress.update(values[good - 1], steps=good)
         if good < len(values):

@@ -26,7 +26,13 @@ class Trajectory:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def record_step(self, step, epoch, lrs, momenta, loss, seconds) -> None:
-        self.steps.append(
+        self.record_steps([(step, epoch, lrs, momenta, seconds)], [loss])
+
+    def record_steps(self, entries, losses) -> list[dict[str, Any]]:
+        """One record per (step, epoch, lrs, momenta, seconds) entry and its loss, in
+        order; returns the new records. (One call for a chunk of steps: the loop
+        records every step, so a call per step is part of its overhead.)"""
+        new = [
             {
                 "step": step,
                 "epoch": epoch,
@@ -35,7 +41,10 @@ class Trajectory:
                 "loss": loss,
                 "time": seconds,
             }
-        )
+            for (step, epoch, lrs, momenta, seconds), loss in zip(entries, losses, strict=True)
+        ]
+        self.steps.extend(new)
+        return new
 
     def record_epoch(self, epoch, train_loss, val_loss, val_accuracy) -> None:
         self.epochs.append(
