@@ -158,14 +158,24 @@ def test_a_per_group_list_of_the_wrong_length_is_named(name, arguments, wrong):
     )
 
 
+def adagrad(momentum_in_group):
+    opt = torch_opt(optimizer=torch.optim.Adagrad)
+    if momentum_in_group:
+        for group in opt.param_groups:
+            group["momentum"] = 0.9
+    return opt
+
+
+@pytest.mark.parametrize("momentum_in_group", [False, True], ids=["plain", "group-momentum"])
 @pytest.mark.parametrize("name", ["CyclicLR", "OneCycleLR"])
-def test_cycle_momentum_without_momentum_is_named(name):
-    """Adagrad has neither momentum nor betas: torch raises ValueError; the message
+def test_cycle_momentum_without_momentum_is_named(name, momentum_in_group):
+    """Adagrad's defaults have neither momentum nor betas: torch raises ValueError, even
+    where a param group holds a "momentum" entry (torch asks the defaults); the message
     names the class and the optimizer."""
     with pytest.raises(ValueError):
-        BUILDS[name](T, torch_opt(optimizer=torch.optim.Adagrad))
+        BUILDS[name](T, adagrad(momentum_in_group))
     with pytest.raises(ConfigError) as info:
-        BUILDS[name](D, torch_opt(optimizer=torch.optim.Adagrad))
+        BUILDS[name](D, adagrad(momentum_in_group))
     assert str(info.value) == (
         f"{name}: cycle_momentum needs an optimizer with momentum or betas, got Adagrad"
     )
@@ -204,3 +214,27 @@ def test_lambda_lr_last_step_as_oneflows():
         runs.append((sched.last_step, trajectory(sched, opt, 2)))
     assert runs[1] == runs[0]
     assert runs[0][0] == 4 and runs[0][1][0] == [0.8 * 0.5**4]
+
+
+def momenta(opt):
+    return [(float(g["lr"]), float(g["momentum"])) for g in opt.param_groups]
+
+
+@pytest.mark.parametrize("name", ["CyclicLR", "OneCycleLR"])
+def test_cycle_momentum_on_an_optimizer_without_defaults(name):
+    """OneFlow's SGD has no `defaults` (its groups hold momentum): the momentum cycles
+    against the lr as torch's own class cycles it on a torch SGD. (OneFlow flavour:
+    CyclicLR and OneCycleLR step alike in both, and the torch flavour warns once on
+    a OneFlow optimizer, whose step() it cannot wrap.)"""
+    runs = []
+    theirs, ours = (T, torch_opt((0.4, 0.2)), {}), (D, oneflow_opt(), {"flavor": "oneflow"})
+    for M, opt, flavor in (theirs, ours):
+        sched = BUILDS[name](M, opt, **flavor)
+        run = [momenta(opt)]
+        for _ in range(6):
+            opt.step()
+            sched.step()
+            run.append(momenta(opt))
+        runs.append(run)
+    assert runs[1] == runs[0]
+    assert len({m for row in runs[0] for _, m in row}) > 2  # the momentum does move
