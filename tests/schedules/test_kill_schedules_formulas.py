@@ -83,6 +83,22 @@ def oneflow_lrs(build, n, lr=0.1):
          "PolynomialLR: power must be a number >= 0, got -1"),
         ("PolynomialLR", "oneflow", {"decay_batch": 3, "cycle": 1},
          "PolynomialLR: cycle must be True or False, got 1"),
+        ("MultiStepLR", "torch", {"milestones": [2, -1]},
+         "MultiStepLR: milestones must be a list of non-negative ints, got [2, -1]"),
+        ("MultiStepLR", "torch", {"milestones": [2], "gamma": 0},
+         "MultiStepLR: gamma must be a number > 0, got 0"),
+        ("ConstantLR", "torch", {"factor": 0, "total_iters": 1},
+         "ConstantLR: factor must be > 0 when total_iters > 0 (torch divides by it), got 0"),
+        ("CosineAnnealingLR", "torch", {"T_max": 0},
+         "CosineAnnealingLR: T_max must be a positive int, got 0"),
+        ("CosineAnnealingLR", "torch", {"T_max": 3, "eta_min": math.inf},
+         "CosineAnnealingLR: eta_min must be a finite number, got inf"),
+        ("CosineAnnealingWarmRestarts", "torch", {"T_0": 0},
+         "CosineAnnealingWarmRestarts: T_0 must be a positive int, got 0"),
+        ("CosineAnnealingWarmRestarts", "torch", {"T_0": 2, "T_mult": 0},
+         "CosineAnnealingWarmRestarts: T_mult must be a positive int, got 0"),
+        ("CosineAnnealingWarmRestarts", "torch", {"T_0": 2, "eta_min": math.nan},
+         "CosineAnnealingWarmRestarts: eta_min must be a finite number, got nan"),
         ("CosineDecayLR", "oneflow", {"decay_steps": 0},
          "CosineDecayLR: decay_steps must be a positive int, got 0"),
         ("CosineDecayLR", "oneflow", {"decay_steps": 3, "alpha": math.nan},
@@ -168,3 +184,21 @@ def test_warm_restart_cycle_positions_count_restarts():
     flat = pure("CosineAnnealingWarmRestarts", T_0=3)
     assert [flat.cycle_position(t) for t in (0, 2, 3, 7)] == [(0, 0, 3), (0, 2, 3), (1, 0, 3),
                                                               (2, 1, 3)]  # fmt: skip
+
+
+@pytest.mark.parametrize("epoch", [1.5, 2.0, 5.25, 8.0, 10.5, 25.0, 26.0, 30.75])
+def test_warm_restart_position_at_a_fractional_epoch_is_torchs(epoch):
+    """step(epoch) with T_mult=3 (cycles of 2, 6, 18 steps from 0, 2, 8, 26): torch's
+    T_cur and T_i, which it finds with a logarithm, as `position_at` finds them."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    theirs = T.CosineAnnealingWarmRestarts(opt, T_0=2, T_mult=3)
+    opt.step()
+    theirs.step(epoch)
+    schedule = pure("CosineAnnealingWarmRestarts", T_0=2, T_mult=3)
+    assert schedule.position_at(epoch) == (theirs.T_cur, theirs.T_i)
+
+
+def test_multistep_default_gamma_is_torchs():
+    theirs = torch_lrs(lambda o: T.MultiStepLR(o, [2, 4]), 6)
+    assert [pure("MultiStepLR", milestones=[2, 4]).lr(t, 0.1) for t in range(6)] == theirs
+    assert theirs[4] == pytest.approx(0.1 * 0.1 * 0.1)  # gamma 0.1 at each milestone

@@ -173,3 +173,40 @@ def test_oneflow_sequence_refuses_bad_interval_rescaling_in_one_line(rescaling, 
     with pytest.raises(ConfigError) as caught:
         build_schedule("SequentialLR", "oneflow", kwargs)
     assert str(caught.value) == message
+
+
+def test_composites_refuse_bad_members_and_milestones_in_one_line():
+    """Built directly from schedules (the API `build_schedule` also uses)."""
+    from dualtrain.schedules.composite import (
+        OneFlowChainedScheduler,
+        OneFlowSequentialLR,
+        SequentialLR,
+    )
+    from dualtrain.schedules.formulas import LambdaLR
+
+    cases = [
+        (lambda: SequentialLR([], []),
+         "SequentialLR: schedulers must be a non-empty list of schedules, got []"),
+        (lambda: SequentialLR([step_lr(), 5], [2]),
+         "SequentialLR: schedulers[1] must be a schedule, got 5"),
+        (lambda: SequentialLR([step_lr(), step_lr()], "2"),
+         "SequentialLR: milestones must be a list of non-negative ints, got '2'"),
+        (lambda: SequentialLR([step_lr(), step_lr()], [1, 2]),
+         "SequentialLR: milestones must have one entry fewer than schedulers (1), got 2: [1, 2]"),
+        (lambda: OneFlowChainedScheduler([step_lr(), LambdaLR("0.9 ** epoch")]),
+         "ChainedScheduler: schedulers[1] is LambdaLR, which OneFlow 0.9 cannot compose "
+         "(its get_lr(base_lr, step) raises NotImplementedError); expected a closed-form "
+         "schedule such as StepLR or ExponentialLR"),
+        (lambda: OneFlowSequentialLR([LambdaLR("0.9 ** epoch")], []),
+         "SequentialLR: schedulers[0] is LambdaLR, which OneFlow 0.9 cannot compose "
+         "(its get_lr(base_lr, step) raises NotImplementedError); expected a closed-form "
+         "schedule such as StepLR or ExponentialLR"),
+        (lambda: WarmupLR(LambdaLR("0.9 ** epoch")),
+         "WarmupLR: scheduler is LambdaLR, which OneFlow 0.9 cannot compose "
+         "(its get_lr(base_lr, step) raises NotImplementedError); expected a closed-form "
+         "schedule such as StepLR or ExponentialLR"),
+    ]  # fmt: skip
+    for build, message in cases:
+        with pytest.raises(ConfigError) as caught:
+            build()
+        assert str(caught.value) == message
