@@ -373,3 +373,20 @@ def test_a_float32_network_computes_each_layer_in_float32_as_torch(name):
     assert dx.dtype == np.float32
     scale = float(np.abs(dx).max())
     np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_a_standalone_residual_block_keeps_its_layers_statistics_under_their_names():
+    """A block's BatchNorm updates float64 copies of the float32 statistics given, kept
+    under the block's local names ("1.running_mean"): mean 2, unbiased variance 2 of
+    x [1, 3] (the Linear is the identity), halfway from (0, 1) with momentum 0.5."""
+    block = Residual((Linear(1, 1), BatchNorm1d(1, momentum=0.5)))
+    params = {"0.weight": np.ones((1, 1)), "0.bias": np.zeros(1), "1.weight": np.ones(1),
+              "1.bias": np.zeros(1)}  # fmt: skip
+    given = {"1.running_mean": np.zeros(1, np.float32), "1.running_var": np.ones(1, np.float32),
+             "1.num_batches_tracked": np.array(0, np.int64)}  # fmt: skip
+    ours = build(block, params, given)
+    ours.forward(np.array([[1.0], [3.0]]), training=True)
+    assert sorted(ours.buffers) == ["1.num_batches_tracked", "1.running_mean", "1.running_var"]
+    np.testing.assert_array_equal(ours.buffers["1.running_mean"], [1.0])
+    np.testing.assert_array_equal(ours.buffers["1.running_var"], [1.5])
+    assert given["1.running_mean"][0] == 0.0 and int(ours.buffers["1.num_batches_tracked"]) == 1
