@@ -171,11 +171,18 @@ def adagrad(momentum_in_group):
 def test_cycle_momentum_without_momentum_is_named(name, momentum_in_group):
     """Adagrad's defaults have neither momentum nor betas: torch raises ValueError, even
     where a param group holds a "momentum" entry (torch asks the defaults); the message
-    names the class and the optimizer."""
+    names the class and the optimizer, and the groups are left as torch leaves them
+    (the lr keys written, no momentum key)."""
+    their_opt, opt = adagrad(momentum_in_group), adagrad(momentum_in_group)
     with pytest.raises(ValueError):
-        BUILDS[name](T, adagrad(momentum_in_group))
+        BUILDS[name](T, their_opt)
     with pytest.raises(ConfigError) as info:
-        BUILDS[name](D, adagrad(momentum_in_group))
+        BUILDS[name](D, opt)
+    left = [
+        [{k: v for k, v in g.items() if k != "params"} for g in o.param_groups]
+        for o in (opt, their_opt)
+    ]
+    assert left[0] == left[1]
     assert str(info.value) == (
         f"{name}: cycle_momentum needs an optimizer with momentum or betas, got Adagrad"
     )
