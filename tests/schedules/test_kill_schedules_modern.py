@@ -66,6 +66,17 @@ def pure(name, **kwargs):
          "CosineRestartsLR: warmup_prefix must be True or False, got 1"),
         ("CosineRestartsLR", {"t_initial": 4, "k_decay": 0},
          "CosineRestartsLR: k_decay must be a number > 0, got 0"),
+        ("WarmupStableDecayLR", {"total_steps": 0},
+         "WarmupStableDecayLR: total_steps must be a positive int, got 0"),
+        ("WarmupStableDecayLR", {"warmup_steps": 0.5, "stable_steps": 3, "decay_steps": 2},
+         "WarmupStableDecayLR: warmup_steps must be an int when total_steps is not given, "
+         "got 0.5"),
+        ("WarmupStableDecayLR", {"warmup_steps": 0.0, "total_steps": 10},
+         "WarmupStableDecayLR: warmup_steps must be a non-negative int or a float in (0, 1), "
+         "got 0.0"),
+        ("WarmupStableDecayLR", {"decay_steps": 1.0, "total_steps": 10},
+         "WarmupStableDecayLR: decay_steps must be a non-negative int or a float in (0, 1), "
+         "got 1.0"),
         ("InverseSqrtLR", {"warmup_updates": 0},
          "InverseSqrtLR: warmup_updates must be a positive int, got 0"),
         ("InverseSqrtLR", {"warmup_updates": 4, "warmup_init_lr": -0.1},
@@ -123,3 +134,10 @@ def test_linear_warmup_built_directly_refuses_what_is_not_a_schedule():
     assert str(caught.value) == (
         "LinearWarmupLR: scheduler must be a schedule config {name, kwargs}, got 5"
     )
+
+
+def test_warmup_stable_decay_over_a_single_step():
+    """total_steps=1: decay_steps 0.1 of it floors to 0, no warmup, one stable step."""
+    schedule = pure("WarmupStableDecayLR", total_steps=1)
+    assert (schedule.warmup_steps, schedule.stable_steps, schedule.decay_steps) == (0, 1, 0)
+    assert schedule.lr(0, 0.1) == 0.1
