@@ -127,3 +127,18 @@ def test_verbose_prints_each_groups_lr_at_each_step_as_oneflow(capsys):
     quiet = D.LRScheduler(oneflow_opt(), step_schedules(1, "oneflow"), flavor="oneflow")
     trajectory(quiet, quiet.optimizer, 2)
     assert capsys.readouterr().out == "" and quiet.verbose is False
+
+
+@pytest.mark.parametrize("scheduler", [[{"name": "ExponentialLR", "kwargs": {"gamma": 0.9}}], {}])
+def test_a_wrapped_schedule_must_be_one_config(scheduler):
+    """A drop-in class builds a nested `scheduler` config itself; a list of configs or
+    an empty dict is refused with the value, before the pure class sees it."""
+    with pytest.raises(ConfigError) as info:
+        D.LinearWarmupLR(torch_opt((0.1,)), warmup_steps=2, scheduler=scheduler)
+    assert (
+        str(info.value)
+        == f"LinearWarmupLR: scheduler: expected {{name, kwargs}}, got {scheduler!r}"
+    )
+    config = {"name": "ExponentialLR", "kwargs": {"gamma": 0.9}}
+    sched = D.LinearWarmupLR(torch_opt((0.1,)), warmup_steps=2, scheduler=config)
+    assert sched.lrs_at(3) == [0.1 * 0.9]  # past the warmup: ExponentialLR's step 1

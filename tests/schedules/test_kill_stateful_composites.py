@@ -166,24 +166,35 @@ def test_a_chain_restarted_in_a_sequence_restarts_each_member_as_the_pure_schedu
     assert expected[3] == [0.1, 0.05]  # the restart: ExponentialLR's step 0, last
 
 
+def _stepped(sched, opt, steps):
+    for _ in range(steps):
+        opt.step()
+        sched.step()
+    return sched
+
+
 def test_oneflow_flavour_composites_restarted_by_a_torch_flavour_sequence():
     """A torch-flavour SequentialLR restarts its member with `_update_lr(0)` (torch's
     protocol); a OneFlow-flavour chain or sequence there jumps to its own step 0 and
-    steps on from it. Expected: torch's ExponentialLR for the first two steps, then
-    torch's StepLR (the chain's only member) or OneFlow's own SequentialLR from step 0."""
+    steps on from it, whatever its counter was (here: stepped 3 times before). Expected:
+    torch's ExponentialLR for the first two steps, then torch's StepLR (the chain's only
+    member, stepped as often before) or OneFlow's own SequentialLR from step 0."""
     ours_opt = torch_opt()
+    exp = D.ExponentialLR(ours_opt, 0.5)
     chain = D.ChainedScheduler([D.StepLR(ours_opt, 2, 0.5, flavor="oneflow")], flavor="oneflow")
-    got = trajectory(D.SequentialLR(ours_opt, [D.ExponentialLR(ours_opt, 0.5), chain], [2]),
+    got = trajectory(D.SequentialLR(ours_opt, [exp, _stepped(chain, ours_opt, 3)], [2]),
                      ours_opt, 7)  # fmt: skip
     theirs_opt = torch_opt()
-    members = [T.ExponentialLR(theirs_opt, 0.5), T.StepLR(theirs_opt, 2, 0.5)]
-    assert got == trajectory(T.SequentialLR(theirs_opt, members, [2]), theirs_opt, 7)
+    exp = T.ExponentialLR(theirs_opt, 0.5)
+    step = _stepped(T.StepLR(theirs_opt, 2, 0.5), theirs_opt, 3)
+    assert got == trajectory(T.SequentialLR(theirs_opt, [exp, step], [2]), theirs_opt, 7)
 
     ours_opt = torch_opt()
+    exp = D.ExponentialLR(ours_opt, 0.5)
     inner = D.SequentialLR(ours_opt, [D.ConstantLR(ours_opt, 0.5, 2, flavor="oneflow"),
                                       D.StepLR(ours_opt, 2, 0.5, flavor="oneflow")],
                            [2], True, flavor="oneflow")  # fmt: skip
-    got = trajectory(D.SequentialLR(ours_opt, [D.ExponentialLR(ours_opt, 0.5), inner], [2]),
+    got = trajectory(D.SequentialLR(ours_opt, [exp, _stepped(inner, ours_opt, 3)], [2]),
                      ours_opt, 7)  # fmt: skip
     f_opt = oneflow_opt((0.1, 0.05))
     f_members = [F.ConstantLR(f_opt, 0.5, 2), F.StepLR(f_opt, 2, 0.5)]
@@ -315,3 +326,21 @@ def test_a_state_without_member_states_loads_the_composites_own():
     chain.load_state_dict(own | {"_last_lr": [1.0, 2.0]})
     assert chain.get_last_lr() == [1.0, 2.0]
     assert [m.last_epoch for m in members] == [2, 2]
+
+
+def test_oneflow_flavour_chain_steps_to_an_epoch():
+    """OneFlow's ChainedScheduler.step() takes no epoch: `last_step = epoch - 1; step()`
+    lands where dualtrain's step(epoch) does, and tells every member that step."""
+    ours = of("oneflow")
+    t_opt, o_opt = oneflow_opt(), oneflow_opt()
+    t_members = [F.ConstantLR(t_opt, 0.5, 3), F.StepLR(t_opt, 2, 0.5)]
+    theirs = F.ChainedScheduler(t_members)
+    o_members = [ours("ConstantLR")(o_opt, 0.5, 3), ours("StepLR")(o_opt, 2, 0.5)]
+    mine = ours("ChainedScheduler")(o_members)
+    for epoch in [2, 5, 1, 4]:
+        theirs.last_step = epoch - 1
+        theirs.step()
+        mine.step(epoch)
+        assert mine.last_step == theirs.last_step == epoch
+        assert [m.last_step for m in o_members] == [m.last_step for m in t_members]
+        assert close([(lrs(o_opt),)], [(lrs(t_opt),)])
