@@ -18,6 +18,7 @@ from dualtrain.schedules import build_schedule
 from dualtrain.schedules.modern import LinearWarmupLR
 
 STEP = {"name": "StepLR", "kwargs": {"step_size": 2, "gamma": 0.5}}
+WSD = {"warmup_steps": 2, "stable_steps": 3, "decay_steps": 2}
 
 
 def pure(name, **kwargs):
@@ -77,6 +78,21 @@ def pure(name, **kwargs):
         ("WarmupStableDecayLR", {"decay_steps": 1.0, "total_steps": 10},
          "WarmupStableDecayLR: decay_steps must be a non-negative int or a float in (0, 1), "
          "got 1.0"),
+        ("WarmupStableDecayLR", {"warmup_steps": 2, "decay_steps": 2},
+         "WarmupStableDecayLR: stable_steps must be given when total_steps is not, got None"),
+        ("WarmupStableDecayLR", {"warmup_steps": 2, "stable_steps": -1, "decay_steps": 2},
+         "WarmupStableDecayLR: stable_steps must be a non-negative int or a float in (0, 1), "
+         "got -1"),
+        ("WarmupStableDecayLR", WSD | {"total_steps": 5},
+         "WarmupStableDecayLR: total_steps must be >= the phases' sum 7, got 5"),
+        ("WarmupStableDecayLR", WSD | {"warmup_start_factor": -0.5},
+         "WarmupStableDecayLR: warmup_start_factor must be a number in [0, 1], got -0.5"),
+        ("WarmupStableDecayLR", WSD | {"warmup_start_factor": 1.5},
+         "WarmupStableDecayLR: warmup_start_factor must be a number in [0, 1], got 1.5"),
+        ("WarmupStableDecayLR", WSD | {"min_lr_ratio": -0.5},
+         "WarmupStableDecayLR: min_lr_ratio must be a number in [0, 1], got -0.5"),
+        ("WarmupStableDecayLR", WSD | {"decay": "exp"},
+         "WarmupStableDecayLR: decay must be one of 'linear', 'cosine', '1-sqrt', got 'exp'"),
         ("InverseSqrtLR", {"warmup_updates": 0},
          "InverseSqrtLR: warmup_updates must be a positive int, got 0"),
         ("InverseSqrtLR", {"warmup_updates": 4, "warmup_init_lr": -0.1},
@@ -141,3 +157,13 @@ def test_warmup_stable_decay_over_a_single_step():
     schedule = pure("WarmupStableDecayLR", total_steps=1)
     assert (schedule.warmup_steps, schedule.stable_steps, schedule.decay_steps) == (0, 1, 0)
     assert schedule.lr(0, 0.1) == 0.1
+
+
+def test_warmup_stable_decay_takes_a_fraction_of_total_steps_for_the_stable_phase():
+    """stable_steps=0.5 of total_steps=10: 5 steps (floored), between 2 and 3."""
+    schedule = pure(
+        "WarmupStableDecayLR", total_steps=10, warmup_steps=2, stable_steps=0.5, decay_steps=3
+    )
+    assert schedule.stable_steps == 5
+    assert [schedule.lr(t, 0.1) for t in (2, 6, 7)] == [0.1, 0.1, 0.1]  # stable from 2 to 6
+    assert schedule.lr(8, 0.1) == 0.1 * (0.0 + 1.0 * (1.0 - 1 / 3))  # a third into the decay
