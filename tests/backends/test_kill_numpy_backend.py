@@ -309,3 +309,12 @@ def test_running_still_warns_of_a_division_by_zero():
             assert np.isinf(np.float64(1e308) * 10)  # overflow: quiet
             with pytest.raises(RuntimeWarning, match="divide by zero"):
                 np.float64(1.0) / np.float64(0.0)
+
+
+def test_running_silences_numpys_warnings_only():
+    """A warning of another kind that happens to say "overflow encountered" still shows."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with NumpyBackend().running():
+            with pytest.raises(UserWarning, match="overflow encountered"):
+                warnings.warn("overflow encountered in the user's check", UserWarning, stacklevel=1)

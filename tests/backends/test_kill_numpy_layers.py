@@ -390,3 +390,25 @@ def test_a_standalone_residual_block_keeps_its_layers_statistics_under_their_nam
     np.testing.assert_array_equal(ours.buffers["1.running_mean"], [1.0])
     np.testing.assert_array_equal(ours.buffers["1.running_var"], [1.5])
     assert given["1.running_mean"][0] == 0.0 and int(ours.buffers["1.num_batches_tracked"]) == 1
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if CASES[n][0].shapes()])
+def test_parameter_gradients_add_up_over_backward_passes_as_torchs(name):
+    """Two forward/backward passes without zeroing: torch adds the second pass's
+    gradients into .grad; a network's gradients add up the same way."""
+    rng = np.random.default_rng(100 + list(CASES).index(name))
+    theirs = torch_module(name, rng).train()
+    net = Network(ModelSpec((CASES[name][0],)), np.dtype(np.float64))
+    NumpyBackend().load_state(
+        net, {f"0.{k}": v.detach().numpy().copy() for k, v in theirs.state_dict().items()}
+    )
+    for _ in range(2):
+        x = batch(name, rng)
+        out = net.forward(x)
+        dy = rng.normal(size=out.shape)
+        net.backward(dy)
+        (theirs(torch.from_numpy(x)) * torch.from_numpy(dy)).sum().backward()
+    for pname, param in theirs.named_parameters():
+        np.testing.assert_allclose(
+            net.grads[f"0.{pname}"], param.grad.numpy(), rtol=RTOL, atol=ATOL
+        )
