@@ -38,8 +38,11 @@ HERE = Path(__file__).resolve().parent
 SIDES = {
     "numpy": ("dualtrain_loop", "hand_written_loop"),
     "torch": ("dualtrain_loop", "torch_hand_written_loop"),
+    # loop_overhead.py's null step, chunks of 32, against its hand-written loop.
+    "null": ("through_fit", "hand_written"),
 }
-STEPS_PER_EPOCH = 20  # loops.loop_config: 1000 rows in batches of 50
+#: loops.loop_config: 1000 rows in batches of 50; loop_overhead.py: batches of 10.
+STEPS_PER_EPOCH = {"numpy": 20, "torch": 20, "null": 100}
 #: One thread everywhere, and a fixed hash seed: counts that repeat.
 SINGLE = {
     "OMP_NUM_THREADS": "1",
@@ -94,7 +97,7 @@ def _total(path: Path) -> int:
 def per_step(engine: str, epochs: tuple[int, int], repeats: int = 1) -> dict[str, list[float]]:
     """Instructions a step of each side, `repeats` times, sides interleaved."""
     short, long = epochs
-    steps = (long - short) * STEPS_PER_EPOCH
+    steps = (long - short) * STEPS_PER_EPOCH[engine]
     found: dict[str, list[float]] = {side: [] for side in ("ours", "theirs")}
     for run in counts(engine, epochs, repeats):
         for side in found:
@@ -110,7 +113,8 @@ def run_forks(engine: str, epochs: tuple[int, int], repeats: int) -> None:
 
         torch.set_num_threads(1)
     sys.path.insert(0, str(HERE))
-    import loops
+    import loop_overhead  # noqa: F401  (imported before the forks, as loops)
+    import loops  # noqa: F401
 
     from dualtrain.problems import get_problem
 
@@ -122,7 +126,7 @@ def run_forks(engine: str, epochs: tuple[int, int], repeats: int) -> None:
             for side, function in zip(("ours", "theirs"), SIDES[engine], strict=True):
                 pid = os.fork()
                 if pid == 0:  # the child: one run, then out without Python's teardown
-                    getattr(loops, function)(problem, loops.loop_config(engine, length))
+                    _run(engine, function, problem, length)
                     os._exit(0)
                 _, status = os.waitpid(pid, 0)
                 if status != 0:
@@ -157,6 +161,21 @@ def record(engine: str, epochs: tuple[int, int] = (2, 12), repeats: int = 1) -> 
         f"{statistics.median(theirs):,.0f}, ratio {statistics.median(ratios):.4f}"
         + (f" (min {min(ratios):.4f}, max {max(ratios):.4f})" if repeats > 1 else "")
     )
+
+
+def _run(engine: str, function: str, problem, epochs: int) -> None:
+    import loops
+
+    if engine != "null":
+        getattr(loops, function)(problem, loops.loop_config(engine, epochs))
+        return
+    import loop_overhead
+
+    loop_overhead.EPOCHS = epochs
+    if function == "through_fit":
+        loop_overhead.through_fit(problem, 32)
+    else:
+        loop_overhead.hand_written(problem)
 
 
 def main() -> None:

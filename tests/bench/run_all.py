@@ -17,6 +17,10 @@
   (tests/bench/port_bench.py).
 - data parallel: 1 against 2 processes per engine on an MLP whose all-reduce
   matters, and the start-up of 2 ranks (tests/bench/ddp_bench.py).
+- instructions: next to the numpy and torch loop ratios, the same loops' instructions
+  a step counted under valgrind's callgrind, which load does not change
+  (tests/bench/instructions.py; only where valgrind is installed, `--no-count`
+  skips it: torch's import alone takes minutes under valgrind).
 - loop overhead: what dualtrain's loop adds around a step that does nothing,
   losses read every step and every 32 (tests/bench/loop_overhead.py).
 - crossover: eager against torch.compile and nn.Graph for an MLP and the CNN
