@@ -142,3 +142,49 @@ def test_a_wrapped_schedule_must_be_one_config(scheduler):
     config = {"name": "ExponentialLR", "kwargs": {"gamma": 0.9}}
     sched = D.LinearWarmupLR(torch_opt((0.1,)), warmup_steps=2, scheduler=config)
     assert sched.lrs_at(3) == [0.1 * 0.9]  # past the warmup: ExponentialLR's step 1
+
+
+def test_refusals_name_the_value():
+    with pytest.raises(ConfigError) as info:
+        D.LRScheduler(torch_opt(), step_schedules(2), flavor="jax")
+    assert str(info.value) == "flavor must be one of torch, oneflow, got 'jax'"
+    with pytest.raises(ConfigError) as info:
+        D.LRScheduler(torch_opt((0.1,)), step_schedules(1), last_epoch=3)
+    assert str(info.value) == (
+        "param 'initial_lr' is not specified in param_groups[0] when resuming scheduler "
+        "with last_epoch >= 0 (last_epoch=3): load the optimizer's state first, it holds "
+        "initial_lr"
+    )
+    sched = _subclass(D)(torch_opt())
+    with pytest.raises(NotImplementedError) as info:
+        _ = sched.schedules
+    assert str(info.value) == "Halving computes its lrs in get_lr()"
+    cycle = build_schedule("OneCycleLR", kwargs={"max_lr": 0.5, "total_steps": 10})
+    adagrad = torch.optim.Adagrad([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    with pytest.raises(ConfigError) as info:
+        D.LRScheduler(adagrad, cycle)
+    assert str(info.value) == (
+        "LRScheduler: cycle_momentum needs an optimizer with momentum or betas, got Adagrad"
+    )
+
+
+def test_oneflow_get_lr_of_a_base_and_a_step_as_oneflows():
+    """OneFlow's get_lr(base_lr, step): one group's closed form, nothing changed."""
+    theirs = F.StepLR(oneflow_opt(), 2, 0.5)
+    mine = D.LRScheduler(oneflow_opt(), step_schedules(1, "oneflow"), flavor="oneflow")
+    assert mine.get_lr(0.8, 5) == theirs.get_lr(0.8, 5) == 0.8 * 0.25
+    assert mine.last_step == 0
+
+
+def test_epoch_warning_points_at_the_callers_line_as_torchs():
+    """step(epoch) warns as torch does, at the line that called it (torch's
+    stacklevel=2); get_lr() outside step() warns that it is not the lr in effect."""
+    for module in (T, D):
+        opt = torch_opt()
+        sched = module.StepLR(opt, 2)
+        opt.step()
+        with pytest.warns(UserWarning) as record:
+            sched.step(3)
+        assert [w.filename for w in record] == [__file__]
+    with pytest.warns(UserWarning, match="get_lr\\(\\) computes the next lr; the lr in effect"):
+        sched.get_lr()
