@@ -296,7 +296,9 @@ class WarmupLR(Schedule):
         )
         self.warmup_prefix = checks.boolean(owner, "warmup_prefix", warmup_prefix)
         if scheduler is None and self.warmup_iters <= 0:
-            raise checks.fail(owner, "warmup_iters", "> 0 when no scheduler is wrapped", 0)
+            raise checks.fail(
+                owner, "warmup_iters", "> 0 when no scheduler is wrapped", self.warmup_iters
+            )
 
     def _ramps_into_scheduler(self) -> bool:
         return (

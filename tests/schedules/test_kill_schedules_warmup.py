@@ -146,6 +146,8 @@ def test_checks_pass_down_to_what_a_warmup_or_a_composite_holds():
         ({"warmup_prefix": 1}, "WarmupLR: warmup_prefix must be True or False, got 1"),
         ({"warmup_iters": 0},
          "WarmupLR: warmup_iters must be > 0 when no scheduler is wrapped, got 0"),
+        ({"warmup_iters": -2},
+         "WarmupLR: warmup_iters must be > 0 when no scheduler is wrapped, got -2"),
     ],
 )  # fmt: skip
 def test_warmup_refusals_name_the_argument_and_the_value(kwargs, message):
