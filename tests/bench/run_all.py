@@ -19,8 +19,9 @@
   matters, and the start-up of 2 ranks (tests/bench/ddp_bench.py).
 - instructions: next to the numpy and torch loop ratios, the same loops' instructions
   a step counted under valgrind's callgrind, which load does not change
-  (tests/bench/instructions.py; only where valgrind is installed, `--no-count`
-  skips it: torch's import alone takes minutes under valgrind).
+  (tests/bench/instructions.py; only where valgrind is installed). NumPy's by
+  default; torch's with `--count all` (its import alone takes minutes under
+  valgrind, most of an hour on a loaded machine); `--count none` skips both.
 - loop overhead: what dualtrain's loop adds around a step that does nothing,
   losses read every step and every 32 (tests/bench/loop_overhead.py).
 - crossover: eager against torch.compile and nn.Graph for an MLP and the CNN
@@ -68,7 +69,7 @@ from dualtrain.problems import get_problem
 
 def instruction_counts(engine: str) -> None:
     """Print (and keep) the loop's instruction-count ratio, where valgrind is."""
-    if not COUNT_INSTRUCTIONS:
+    if engine not in COUNTED:
         return
     if not instructions.available():
         print(f"{engine} eager, instructions a step: not counted (valgrind is not installed)")
@@ -234,13 +235,15 @@ def main() -> None:
         "--only", default="", help=f"comma-separated benches to run (of: {', '.join(BENCHES)})"
     )
     parser.add_argument(
-        "--no-count",
-        action="store_true",
-        help="skip the instruction counts under valgrind (minutes: torch's import is slow there)",
+        "--count",
+        choices=sorted(COUNTS),
+        default="numpy",
+        help="which eager loops to count in instructions under valgrind (default numpy; "
+        "all adds torch, whose import takes minutes there)",
     )
     args = parser.parse_args()
-    global COUNT_INSTRUCTIONS
-    COUNT_INSTRUCTIONS = not args.no_count
+    global COUNTED
+    COUNTED = COUNTS[args.count]
     chosen = [name for name in args.only.split(",") if name] or list(BENCHES)
     unknown = sorted(set(chosen) - set(BENCHES))
     if unknown:
@@ -263,8 +266,9 @@ def main() -> None:
     FIGURES.save()
 
 
-#: Count the eager loops' instructions under valgrind too (`--no-count` turns it off).
-COUNT_INSTRUCTIONS = True
+#: `--count` -> the engines whose eager loop is counted in instructions under valgrind.
+COUNTS = {"none": (), "numpy": ("numpy",), "all": ("numpy", "torch")}
+COUNTED = COUNTS["numpy"]
 
 #: Every bench in the order `make bench` runs them.
 BENCHES = (
