@@ -106,7 +106,13 @@ def locate(stage: Path, mutant: Mutant) -> None:
     offset, removed, added = _first_change(diff)
     mutant.before, mutant.after = " ".join(removed), " ".join(added)
     source = (stage / mutant.staged_path).read_text()
-    mutant.line = _function_start(source, function, cls) + offset
+    guess = _function_start(source, function, cls) + offset
+    # mutmut's diff numbers the function's lines from a preamble of its own (a blank
+    # line or two before the `def`), so the offset alone can be a line or two off:
+    # take the line reading as the diff's first removed line nearest the guess.
+    lines = [line.strip() for line in source.splitlines()]
+    found = [n + 1 for n, text in enumerate(lines) if removed and text == removed[0]]
+    mutant.line = min(found, key=lambda n: abs(n - guess)) if found else guess
 
 
 def _first_change(diff: str) -> tuple[int, list[str], list[str]]:
