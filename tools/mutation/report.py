@@ -226,3 +226,27 @@ def _in_areas(entry: dict, areas: list[str]) -> bool:
     for name, folder in STAGED_AS.items():
         staged = staged.replace(folder, name, 1) if staged.startswith(folder) else staged
     return any(staged.startswith(AREAS[a]) for a in areas)
+
+
+def equivalents_markdown() -> str:
+    """The equivalent list as docs/mutation.md's table (one row an entry)."""
+
+    def cell(text: str) -> str:
+        return "`" + text.replace("|", "\\|").replace("`", "'") + "`"
+
+    rows = [
+        "| file | function | mutation | why no behaviour changes |",
+        "| --- | --- | --- | --- |",
+    ]
+    for e in load_equivalents():
+        mutation = f"{cell(e['before'])} -> {cell(e['after'])}"
+        reason = e["reason"].replace("|", "\\|").replace("\n", " ")
+        rows.append(f"| `{e['file']}` | `{e['function']}` | {mutation} | {reason} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    # `python tools/mutation/report.py --equivalents`: the table docs/mutation.md shows.
+    if sys.argv[1:] != ["--equivalents"]:
+        raise SystemExit("usage: report.py --equivalents  (scores: tools/mutation/run.py)")
+    print(equivalents_markdown())
