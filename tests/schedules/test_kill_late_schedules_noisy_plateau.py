@@ -16,6 +16,7 @@ import pytest
 from dualtrain.errors import ConfigError
 from dualtrain.schedules import build_schedule
 from dualtrain.schedules.expr import Expression, ExpressionError
+from dualtrain.schedules.modern import NoisyLR
 from dualtrain.schedules.plateau import ReduceLROnPlateau
 
 STEP = {"name": "StepLR", "kwargs": {"step_size": 2, "gamma": 0.5}}
@@ -155,3 +156,35 @@ def test_an_error_shows_a_text_of_60_characters_whole_and_cuts_61_to_57_and_dots
     assert refusal("step + " + name61).startswith(
         f'expression "step + {"y" * 50}...": unknown name'
     )
+
+
+# --- the wrapped schedule's config (NoisyLR built directly: build_schedule builds
+# --- and checks the member itself before the wrapper sees it) ------------------------------
+
+
+def test_a_wrapped_config_keeps_its_flavor():
+    """ConstantLR(factor 0.5, total_iters 0) is where the frameworks differ: torch's class
+    keeps the factor forever, OneFlow's applies none (both measured with their own
+    classes in test_kill_schedules_registry.py). Without a noise range NoisyLR is its
+    wrapped schedule, so the config's flavor decides: 0.5 for torch (the default), 1 for
+    OneFlow."""
+    constant = {"name": "ConstantLR", "kwargs": {"factor": 0.5, "total_iters": 0}}
+    torch_one, oneflow_one = NoisyLR(constant), NoisyLR(constant | {"flavor": "oneflow"})
+    assert [torch_one.lr(t, 1.0) for t in range(3)] == [0.5] * 3
+    assert [oneflow_one.lr(t, 1.0) for t in range(3)] == [1.0] * 3
+
+
+def test_a_wrapped_config_is_built_for_one_group():
+    """A per-group list in the wrapped config holds one value: fairseq's inverse square
+    root from warmup_init_lr 0.3 to base 0.6 over 3 updates is 0.3 + 0.1 t, then
+    0.6 * sqrt(3 / t). (rel 1e-12: float64 rounding of 0.3 + 0.1 t.)"""
+    inverse = {"name": "InverseSqrtLR", "kwargs": {"warmup_updates": 3, "warmup_init_lr": [0.3]}}
+    schedule = NoisyLR(inverse)
+    want = [0.3, 0.4, 0.5, 0.6, 0.6 * (3 / 4) ** 0.5]
+    assert [schedule.lr(t, 0.6) for t in range(5)] == pytest.approx(want, rel=1e-12)
+
+
+def test_a_wrapped_value_that_is_no_schedule_is_refused_word_for_word():
+    with pytest.raises(ConfigError) as caught:
+        NoisyLR(5)
+    assert str(caught.value) == "NoisyLR: scheduler must be a schedule config {name, kwargs}, got 5"
