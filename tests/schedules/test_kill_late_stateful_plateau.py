@@ -19,9 +19,10 @@ from dualtrain.errors import ConfigRuntimeError
 T = torch.optim.lr_scheduler
 F = flow.optim.lr_scheduler
 
-# Falls, stalls, falls by less than the abs threshold 0.05, then stalls: reductions
-# with patience 1 and cooldown 1, until the 0.02 floor holds the lr.
-METRICS = [1.0, 0.9, 0.9, 0.88, 0.87, 0.87, 0.86, 0.86, 0.86, 0.86, 0.86]
+# Falls by more than the abs threshold 0.05 but less than 5% (threshold_mode 'rel' would
+# call each a stall), stalls, falls by less than 0.05, stalls: reductions with patience 1
+# and cooldown 1, until the 0.02 floor holds the lr.
+METRICS = [10.0, 9.9, 9.9, 9.8, 9.79, 9.79, 9.7, 9.7, 9.7, 9.7, 9.7, 9.7]
 KWARGS = {"factor": 0.5, "patience": 1, "cooldown": 1, "threshold": 0.05}
 
 
