@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import dualtrain.lr_scheduler as D
-from dualtrain.errors import ConfigRuntimeError
+from dualtrain.errors import ConfigError, ConfigRuntimeError
 
 T = torch.optim.lr_scheduler
 F = flow.optim.lr_scheduler
@@ -113,3 +113,11 @@ def test_a_group_added_later_without_its_floor_is_refused_in_full():
         "min_lrs (1), as when a group is added after construction: append the new group's "
         "floor to min_lrs"
     )
+
+
+def test_a_negative_min_lr_is_refused_at_construction_in_full():
+    """The floor is checked when the scheduler is built, with the value (torch takes
+    -1 silently; the house rule: a bad input gets one line naming it)."""
+    with pytest.raises(ConfigError) as info:
+        D.ReduceLROnPlateau(torch_opt(), min_lr=-1)
+    assert str(info.value) == "ReduceLROnPlateau: min_lr must be a number >= 0, got -1"
