@@ -121,3 +121,9 @@ def test_a_negative_min_lr_is_refused_at_construction_in_full():
     with pytest.raises(ConfigError) as info:
         D.ReduceLROnPlateau(torch_opt(), min_lr=-1)
     assert str(info.value) == "ReduceLROnPlateau: min_lr must be a number >= 0, got -1"
+
+
+def test_an_unknown_flavour_is_refused_in_full():
+    with pytest.raises(ConfigError) as info:
+        D.ReduceLROnPlateau(torch_opt(), flavor="jax")
+    assert str(info.value) == "flavor must be one of torch, oneflow, got 'jax'"
