@@ -8,6 +8,7 @@ of a full mutation run found unchecked).
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import oneflow as flow
 import pytest
@@ -68,6 +69,12 @@ def test_get_last_lr_right_after_construction_is_torchs():
     assert ours.get_last_lr() == theirs.get_last_lr() == [0.1]
 
 
+# mutmut's trampoline (tools/mutation) puts one more frame between the caller and
+# every mutated function, so no stack level can point at the caller there.
+UNDER_MUTMUT = "mutants" in Path(D.__file__).parts
+
+
+@pytest.mark.skipif(UNDER_MUTMUT, reason="a stack level cannot hold under mutmut's trampoline")
 def test_step_with_an_epoch_warns_at_the_callers_line_as_torchs():
     """step(metrics, epoch): a deprecation warning as torch's, a UserWarning at the line
     that called it, and last_epoch set to the epoch given."""
