@@ -9,6 +9,7 @@ from __future__ import annotations
 import oneflow as flow
 import pytest
 import torch
+from stepping import trajectory
 
 import dualtrain.lr_scheduler as D
 from dualtrain.errors import ConfigError
@@ -27,19 +28,6 @@ def torch_opt(lrs=(0.1, 0.05), optimizer=torch.optim.SGD, **options):
 def oneflow_opt(lrs=(0.4, 0.2)):
     groups = [{"params": [flow.nn.Parameter(flow.zeros(2))], "lr": lr} for lr in lrs]
     return flow.optim.SGD(groups, lr=lrs[0], momentum=0.9)
-
-
-def lrs(opt):
-    return [float(g["lr"]) for g in opt.param_groups]
-
-
-def trajectory(sched, opt, steps):
-    out = [lrs(opt)]
-    for _ in range(steps):
-        opt.step()
-        sched.step()
-        out.append(lrs(opt))
-    return out
 
 
 def halve(epoch):

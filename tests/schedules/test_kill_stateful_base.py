@@ -11,6 +11,7 @@ from pathlib import Path
 import oneflow as flow
 import pytest
 import torch
+from stepping import trajectory
 
 import dualtrain.lr_scheduler as D
 from dualtrain.errors import ConfigError
@@ -28,19 +29,6 @@ def torch_opt(lrs=(0.1, 0.05)):
 def oneflow_opt(lrs=(0.4,)):
     groups = [{"params": [flow.nn.Parameter(flow.zeros(2))], "lr": lr} for lr in lrs]
     return flow.optim.SGD(groups, lr=lrs[0])
-
-
-def lrs(opt):
-    return [float(g["lr"]) for g in opt.param_groups]
-
-
-def trajectory(sched, opt, steps):
-    out = [lrs(opt)]
-    for _ in range(steps):
-        opt.step()
-        sched.step()
-        out.append(lrs(opt))
-    return out
 
 
 def step_schedules(n_groups, flavor="torch"):

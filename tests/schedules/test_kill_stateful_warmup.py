@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import oneflow as flow
 import pytest
+from stepping import lrs, trajectory
 
 import dualtrain.lr_scheduler as D
 
@@ -33,19 +34,6 @@ def close(a, b):
         x == pytest.approx(y, rel=REL) for r, s in zip(a, b, strict=True)
         for x, y in zip(r, s, strict=True)
     )  # fmt: skip
-
-
-def lrs(opt):
-    return [float(g["lr"]) for g in opt.param_groups]
-
-
-def trajectory(sched, opt, steps):
-    out = [lrs(opt)]
-    for _ in range(steps):
-        opt.step()
-        sched.step()
-        out.append(lrs(opt))
-    return out
 
 
 def step_lr(M):

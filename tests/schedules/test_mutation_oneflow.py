@@ -9,6 +9,7 @@ import math
 
 import oneflow as flow
 import pytest
+from stepping import lrs, trajectory
 
 import dualtrain.lr_scheduler as D
 from dualtrain.errors import ConfigError
@@ -22,25 +23,12 @@ def make_opt(lrs=(0.1,)):
     return flow.optim.SGD(groups, lr=lrs[0], momentum=0.9)
 
 
-def lrs(opt):
-    return [float(g["lr"]) for g in opt.param_groups]
-
-
 def close(a, b):
     return len(a) == len(b) and all(
         math.isclose(x, y, rel_tol=REL, abs_tol=1e-15)
         for r, s in zip(a, b, strict=True)
         for x, y in zip(r, s, strict=True)
     )
-
-
-def trajectory(sched, opt, steps):
-    out = [lrs(opt)]
-    for _ in range(steps):
-        opt.step()
-        sched.step()
-        out.append(lrs(opt))
-    return out
 
 
 def ours(cls):
