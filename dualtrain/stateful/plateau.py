@@ -50,7 +50,7 @@ class ReduceLROnPlateau(LRScheduler):
             self.default_min_lr, self.min_lrs = None, list(min_lr)
         else:
             self.default_min_lr, self.min_lrs = min_lr, [min_lr] * n
-        rule = self._rule()  # checks every argument
+        rule = self._rule(n)  # checks every argument, a list min_lr against the groups
         self.optimizer = optimizer
         if verbose or flavor == "oneflow":  # torch 2.x keeps no verbose attribute
             self.verbose = verbose
@@ -66,8 +66,13 @@ class ReduceLROnPlateau(LRScheduler):
     def _bad_key(self) -> str:
         return "num_bad_epochs" if self.flavor == "torch" else "num_bad_steps"
 
-    def _rule(self) -> PlateauRule:
+    def _rule(self, n_groups: int | None = None) -> PlateauRule:
+        """The pure rule of these settings; `n_groups` (at construction: the optimizer's
+        groups) is what a list of floors must match, by default its own length (a group
+        added later appends its floor)."""
         min_lr = list(self.min_lrs) if isinstance(self.min_lrs, (list, tuple)) else self.min_lrs
+        if n_groups is None:
+            n_groups = len(min_lr) if isinstance(min_lr, list) else 1
         return PlateauRule(
             mode=self.mode,
             factor=self.factor,
@@ -77,7 +82,7 @@ class ReduceLROnPlateau(LRScheduler):
             cooldown=self.cooldown,
             min_lr=min_lr,
             eps=self.eps,
-            n_groups=len(min_lr) if isinstance(min_lr, list) else 1,
+            n_groups=n_groups,
         )
 
     @property

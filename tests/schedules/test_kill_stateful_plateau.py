@@ -94,3 +94,24 @@ def test_plateau_has_no_schedule_of_the_step_alone():
         "ReduceLROnPlateau: its lrs depend on the metrics fed to step(), so it has no "
         "schedule of the step alone"
     )
+
+
+@pytest.mark.parametrize("floors", [[0.01], [0.01, 0.02, 0.03]])
+@pytest.mark.parametrize("flavor", ["torch", "oneflow"])
+def test_a_min_lr_list_of_the_wrong_length_is_refused_as_both_frameworks_refuse_it(floors, flavor):
+    """torch and OneFlow raise ValueError ("expected 2 min_lrs, got 1") when a list of
+    floors does not have one per group of the optimizer; dualtrain names the list."""
+    make, theirs = (torch_opt, T) if flavor == "torch" else (oneflow_opt, F)
+    with pytest.raises(ValueError, match=f"expected 2 min_lrs, got {len(floors)}"):
+        theirs.ReduceLROnPlateau(make(), min_lr=floors)
+    with pytest.raises(ConfigError) as caught:
+        D.ReduceLROnPlateau(make(), min_lr=floors, flavor=flavor)
+    assert str(caught.value) == (
+        f"ReduceLROnPlateau: min_lr must be one value per param group (2), got {floors}"
+    )
+    assert isinstance(caught.value, ValueError)
+
+
+def test_a_min_lr_list_of_one_floor_per_group_is_kept_group_by_group():
+    sched = D.ReduceLROnPlateau(torch_opt(), min_lr=[0.01, 0.02])
+    assert sched.min_lrs == [0.01, 0.02]
