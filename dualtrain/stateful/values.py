@@ -129,11 +129,12 @@ def watch_optimizer_step(optimizer: Any) -> None:
 
 
 def warn_on_step_order(optimizer: Any) -> None:
-    """torch's warnings for the first scheduler step: wrong order, or a replaced step."""
+    """torch's warnings for the first scheduler step: wrong order, or a replaced step,
+    at the line that called `step()` (stacklevel 3: this function, then `step`)."""
     step = getattr(optimizer, "step", None)
     if not callable(getattr(type(optimizer), "step", None)):
         return  # a stand-in without step(): nothing to check
     if not hasattr(step, "_wrapped_by_lr_sched"):
-        warnings.warn(STEP_OVERRIDDEN_WARNING, UserWarning, stacklevel=4)
+        warnings.warn(STEP_OVERRIDDEN_WARNING, UserWarning, stacklevel=3)
     elif not getattr(optimizer, "_opt_called", False):
-        warnings.warn(STEP_ORDER_WARNING, UserWarning, stacklevel=4)
+        warnings.warn(STEP_ORDER_WARNING, UserWarning, stacklevel=3)

@@ -6,6 +6,7 @@ and what was expected), torch's positional `last_epoch`, OneFlow's `last_step` a
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import oneflow as flow
@@ -184,3 +185,22 @@ def test_epoch_warning_points_at_the_callers_line_as_torchs():
         assert [w.filename for w in record] == [__file__]
     with pytest.warns(UserWarning, match="get_lr\\(\\) computes the next lr; the lr in effect"):
         sched.get_lr()
+
+
+@pytest.mark.skipif(UNDER_MUTMUT, reason="a stack level cannot hold under mutmut's trampoline")
+@pytest.mark.parametrize("replaced", [False, True])
+def test_step_order_warnings_point_at_the_line_that_stepped_the_scheduler_as_torchs(replaced):
+    """The first step() before optimizer.step() (or after optimizer.step was replaced)
+    warns at the caller's own line, the line torch's warning names."""
+    lines = {}
+    for module in (T, D):
+        opt = torch_opt()
+        sched = module.StepLR(opt, 2)
+        if replaced:
+            opt.step = lambda: None
+        with pytest.warns(UserWarning) as record:
+            line = inspect.currentframe().f_lineno + 1
+            sched.step()
+        assert [w.filename for w in record] == [__file__]
+        lines[module] = [w.lineno for w in record]
+    assert lines[T] == lines[D] == [line]
