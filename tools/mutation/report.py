@@ -175,8 +175,8 @@ def main(stage: Path, area: str, wall_s: float | None) -> int:
     mutants = [m for m in load_mutants(stage) if m.area in areas]
     equivalents = load_equivalents()
     undetected = [m for m in mutants if m.status not in DETECTED]
-    for mutant in (m for m in undetected if m.status != "not checked"):
-        locate(stage, mutant)
+    for mutant in (m for m in mutants if m.status not in ("killed", "not checked")):
+        locate(stage, mutant)  # survivors and timeouts
     equivalent = {id(m) for m in undetected for e in equivalents if _matches(e, m)}
     used = [e for e in equivalents if any(_matches(e, m) for m in undetected)]
     status, summary = 0, {"wall_s": wall_s, "areas": {}}
@@ -197,6 +197,11 @@ def main(stage: Path, area: str, wall_s: float | None) -> int:
             tested = counted - len(untested)
             among = 100.0 * (counted - len(alive)) / tested if tested else 0.0
             print(f"  not tested yet: {len(untested)}; of the {tested} tested, {among:.2f}% killed")
+        timeouts = [m for m in mine if m.status == "timeout"]
+        if timeouts:  # counted as killed (an endless loop is a wrong formula too): shown
+            print(f"  timeouts, counted as killed: {len(timeouts)}")
+            for m in sorted(timeouts, key=lambda m: (m.path, m.line)):
+                print(f"    {m.path}:{m.line}  {m.function}: {m.before}  ->  {m.after}")
         shown = [m for m in alive if m.status != "not checked"]
         for m in sorted(shown, key=lambda m: (m.path, m.line)):
             print(f"  {m.path}:{m.line}  [{m.status}] {m.function}: {m.before}  ->  {m.after}")
@@ -206,6 +211,7 @@ def main(stage: Path, area: str, wall_s: float | None) -> int:
             "killed": counted - len(alive),
             "score": round(score, 2),
             "untested": len(untested),
+            "timeouts": [f"{m.path}:{m.line} {m.name}" for m in timeouts],
             "alive": [f"{m.path}:{m.line} {m.name}" for m in shown],
         }
         status |= score < FAIL_UNDER

@@ -40,6 +40,15 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
+# mutmut runs each mutant's tests in a child forked from the process that ran them all
+# once (its stats run). A parent that ran a torch op large enough for the OpenMP pool
+# leaves a child that hangs at its next such op, until mutmut's timeout: measured
+# here, a 300x300 matmul in a forked child hung with the pool, ran at once with
+# OMP_NUM_THREADS=1. A hang counted as "timeout" would count as killed, so every pool is
+# one thread (the workers are one per core anyway).
+ONE_THREAD_ENV = (("OMP_NUM_THREADS", "1"), ("MKL_NUM_THREADS", "1"), ("OPENBLAS_NUM_THREADS", "1"))
+ONE_THREAD = [f"{k}={v}" for k, v in ONE_THREAD_ENV]
+
 # Copied into the stage as they are: what the selected tests read besides the code.
 ALSO = ("tests", "examples", "tools/mutation", "pyproject.toml")
 
@@ -94,8 +103,8 @@ def run_mutmut(stage: Path, names: list[str], max_children: int) -> int:
     # install of the working tree (whose finder comes after the path entries).
     where = stage.relative_to(ROOT)
     shown = command[1:6] + ([f"... {len(names)} mutants"] if len(names) > 8 else names)
-    print(f"$ (cd {where} && python", " ".join(shown) + ")", flush=True)
-    return subprocess.call(command, cwd=stage)
+    print(f"$ (cd {where} && {' '.join(ONE_THREAD)} python", " ".join(shown) + ")", flush=True)
+    return subprocess.call(command, cwd=stage, env={**os.environ, **dict(ONE_THREAD_ENV)})
 
 
 def main(argv: list[str] | None = None) -> int:
