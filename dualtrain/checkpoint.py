@@ -154,6 +154,12 @@ _REQUIRED = {
 }
 
 
+def newest_step(folder: str | Path) -> int | None:
+    """The step of the newest complete checkpoint in `folder`, or None."""
+    found = complete(Path(folder))
+    return int(found[-1].name[len(PREFIX) :]) if found else None
+
+
 def _read_meta(path: Path) -> dict[str, Any]:
     try:
         meta = json.loads(_read_bytes(path / "meta.json"))

@@ -11,21 +11,16 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dualtrain import distributed, launch
+from dualtrain import data_parallel, distributed
 from dualtrain.backend import Backend, LrPlan, get_backend
-from dualtrain.checkpoint import PREFIX as CHECKPOINT_PREFIX
-from dualtrain.checkpoint import Checkpoint
-from dualtrain.checkpoint import complete as complete_checkpoints
+from dualtrain.checkpoint import Checkpoint, newest_step
 from dualtrain.checkpoint import load as load_checkpoint
-from dualtrain.checkpoint import save as save_checkpoint
 from dualtrain.data import Dataset, batch_indices
 from dualtrain.errors import CapabilityError, ConfigError
-from dualtrain.isolation import RETRIES as isolation_retries
 from dualtrain.isolation import run_in_child
 from dualtrain.loss_reads import LossReads
 from dualtrain.lr_scheduler import LRScheduler
@@ -33,6 +28,7 @@ from dualtrain.model import ModelSpec
 from dualtrain.optim import GroupSpec, OptimizerSpec
 from dualtrain.progress import Progress
 from dualtrain.recovery import RecoverySaving
+from dualtrain.saving import Saving, positive, write_checkpoints
 from dualtrain.schedules import PlateauState, ReduceLROnPlateau, build_schedule
 from dualtrain.trajectory import Trajectory
 from dualtrain.usermodel import UserModule
@@ -79,11 +75,11 @@ class RunConfig:
     loss_read_every: int = 32
 
     def __post_init__(self) -> None:
-        _positive("epochs", self.epochs, allow_zero=True)
-        _positive("nproc", self.nproc)
-        _positive("loss_read_every", self.loss_read_every)
-        _positive("batch_size", self.batch_size)
-        _positive("seed", self.seed, allow_zero=True)
+        positive("epochs", self.epochs, allow_zero=True)
+        positive("nproc", self.nproc)
+        positive("loss_read_every", self.loss_read_every)
+        positive("batch_size", self.batch_size)
+        positive("seed", self.seed, allow_zero=True)
         _one_of("mode", self.mode, MODES)
         _one_of("dtype", self.dtype, ("float32", "float64"))
         _one_of("interval", self.schedule.interval, INTERVALS)
@@ -98,13 +94,6 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _positive(name: str, value: Any, allow_zero: bool = False) -> None:
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        kind = "a non-negative int" if allow_zero else "a positive int"
-        raise ConfigError(f"{name} must be {kind}, got {value!r}")
 
 
 def _one_of(name: str, value: Any, options: tuple[str, ...]) -> None:
@@ -142,7 +131,7 @@ class _FitJob:
         if self.recovery is not None:
             rate = self.backend.graph_crashes_per_step
             recovery = RecoverySaving(self.recovery, crashes_per_step=rate)
-            if _newest_step(self.recovery) is not None:
+            if newest_step(self.recovery) is not None:
                 resume = load_checkpoint(self.recovery)
         backend, rank = self.backend(), distributed.Rank.from_env()
         if rank is not None:  # one rank of a data-parallel run: only rank 0 writes
@@ -166,12 +155,6 @@ class _FitJob:
                 backend.close()
 
 
-def _newest_step(folder: str) -> int | None:
-    """The step of the newest checkpoint in `folder`, or None."""
-    found = complete_checkpoints(Path(folder))
-    return int(found[-1].name[len(CHECKPOINT_PREFIX) :]) if found else None
-
-
 def train_engine(
     config: RunConfig,
     model: ModelSpec | UserModule,
@@ -191,7 +174,7 @@ def train_engine(
     backend = get_backend(config.backend)
     if config.nproc > 1 or distributed.Rank.from_env() is not None:
         job = _FitJob(config, model, train, val, weights, type(backend), resume, saving)
-        return _data_parallel(job, backend, on_step)
+        return data_parallel.run(job, backend, on_step)
     if config.mode != "graph" or not backend.isolate_graph:
         return fit(config, model, train, val, weights, backend, on_step, resume, saving)
     with tempfile.TemporaryDirectory(prefix="dualtrain-recovery-") as recovery:
@@ -199,45 +182,11 @@ def train_engine(
         run, notes = run_in_child(
             job,
             config.engine,
-            progress=lambda: _newest_step(recovery),
+            progress=lambda: newest_step(recovery),
             cpus=backend.graph_child_cpus,
         )
     run.notes = notes
     run.trajectory.meta["retries"] = notes
-    return run
-
-
-def _data_parallel(job: _FitJob, backend: Backend, on_step) -> Run:
-    """`job` on `config.nproc` ranks started here (`dualtrain.launch`), or as this
-    process's rank of a run that `torchrun` or OneFlow's launcher started."""
-    config, train = job.config, job.model.prepare(job.train)
-    rank = distributed.Rank.from_env()
-    if rank is not None and config.nproc not in (1, rank.world):
-        raise ConfigError(f"nproc {config.nproc}, but WORLD_SIZE is {rank.world}")
-    job.config = config = replace(config, nproc=rank.world if rank else config.nproc)
-    if not backend.supports_data_parallel:
-        raise CapabilityError(f"backend {backend.name!r}: {backend.data_parallel_reason}")
-    distributed.check_model(job.model, config.nproc)
-    distributed.check_shards(len(train), config.batch_size, config.drop_last, config.nproc)
-    if rank is not None:
-        run = job(on_step or (lambda record: None))
-        run.trajectory.meta["nproc"] = config.nproc
-        return run
-    isolated = config.mode == "graph" and backend.isolate_graph
-    with tempfile.TemporaryDirectory(prefix="dualtrain-recovery-") as recovery:
-        job.recovery = recovery if isolated else None
-        runs, notes, pids = launch.run_ranks(
-            job,
-            config.nproc,
-            config.engine,
-            stagger=backend.data_parallel_stagger,
-            retries=isolation_retries if isolated else 0,
-            progress=lambda: _newest_step(recovery),
-        )
-    distributed.check_replicas([r.state for r in runs])
-    run = runs[0]
-    run.notes = notes
-    run.trajectory.meta.update(retries=notes, nproc=config.nproc, pids=pids)
     return run
 
 
@@ -481,32 +430,6 @@ def _complete(
 
 
 @dataclass
-class Saving:
-    """Write a checkpoint into `folder` every `every` steps and at the end; keep `keep`."""
-
-    folder: str
-    every: int
-    keep: int | None = None
-    #: Written into each checkpoint as `run` (the command line's view of the run).
-    run: dict[str, Any] = field(default_factory=dict)
-
-    #: fsync each checkpoint, so it survives a crash of the machine.
-    durable = True
-
-    def __post_init__(self) -> None:
-        _positive("save_every", self.every)
-        if self.keep is not None:
-            _positive("keep", self.keep)
-
-    def due(self, step: int, last: bool) -> bool:
-        """Whether a checkpoint is due after `step` (`last`: the run's end)."""
-        return last or step % self.every == 0
-
-    def saved(self, step: int, seconds: float) -> None:
-        """Told what the checkpoint due at `step` cost (`RecoverySaving` uses it)."""
-
-
-@dataclass
 class _Engine:
     """What the loop drives: the backend's model, optimizer and step, and the records."""
 
@@ -528,10 +451,9 @@ class _Engine:
 
     def save(self, step: int, epoch: int, position: int, epoch_losses: list[float], last: bool):
         """Write a checkpoint to every saving due at `step` (as `saving_due` found)."""
-        due = self.due
-        if not due:
+        if not self.due:
             return
-        start = time.perf_counter()
+        started = time.perf_counter()  # reading the state out is part of a checkpoint's cost
         checkpoint = Checkpoint(
             step,
             epoch,
@@ -543,11 +465,7 @@ class _Engine:
             {"steps": self.trajectory.steps, "epochs": self.trajectory.epochs},
             list(epoch_losses),
         )
-        for saving in due:
-            checkpoint.run = saving.run
-            save_checkpoint(saving.folder, checkpoint, saving.keep, durable=saving.durable)
-        for saving in due:
-            saving.saved(step, time.perf_counter() - start)
+        write_checkpoints(self.due, checkpoint, started)
 
 
 def _train(config, engine: _Engine, train, val, on_step, resume) -> None:
