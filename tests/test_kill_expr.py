@@ -115,15 +115,12 @@ def test_unclosed_parenthesis_names_its_column():
     assert refusal("1 + (") == f"expression \"1 + (\": {INVALID} ('(' was never closed at column 5)"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the first line's leading blanks are added to a column on a later line,"
-    " and leading newlines are not counted as lines (expr.py _parse strips them first)",
-)
 @pytest.mark.parametrize(
     ("text", "where"), [("  (1 +\n  * 2)", "line 2, column 3"), ("\n\n1 +* 2", "line 3, column 4")]
 )
 def test_syntax_error_position_after_leading_blanks_on_several_lines(text, where):
+    """Positions in the text as given: stripped blank lines count as lines, the first
+    line's indentation only on that line (both used to be wrong)."""
     shown = text.replace("\n", "\\n")
     assert refusal(text) == f'expression "{shown}": {INVALID} (invalid syntax at {where})'
 

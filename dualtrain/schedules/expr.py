@@ -117,9 +117,13 @@ class Expression:
         try:
             tree = ast.parse(stripped.rstrip(), mode="eval").body
         except SyntaxError as exc:
-            col = (exc.offset or 0) + len(self.text) - len(stripped)
-            where = "the end" if not exc.offset else f"column {col}"
-            where = where if (exc.lineno or 1) <= 1 else f"line {exc.lineno}, {where}"
+            # Positions in the text as given: the blank lines stripped count as lines,
+            # the stripped indentation only on the line the parsed text starts on.
+            skipped = self.text[: len(self.text) - len(stripped)]
+            line = (exc.lineno or 1) + skipped.count("\n")
+            indent = len(skipped) - skipped.rfind("\n") - 1 if (exc.lineno or 1) == 1 else 0
+            where = "the end" if not exc.offset else f"column {exc.offset + indent}"
+            where = where if line == 1 else f"line {line}, {where}"
             raise self._fail(f"not a valid arithmetic expression ({exc.msg} at {where})") from None
         except ValueError as exc:  # e.g. a null byte
             raise self._fail(f"not a valid arithmetic expression ({exc})") from None
