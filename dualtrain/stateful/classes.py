@@ -11,6 +11,7 @@ state (`lr_lambdas`, `max_lrs`, `T_cur`, ...), written out below.
 from __future__ import annotations
 
 import inspect
+import math
 import types
 from typing import Any
 
@@ -362,7 +363,7 @@ class CosineAnnealingWarmRestarts(Scheduled):
             raise ConfigError(f"{self.schedule_name}: epoch must be >= 0, got {epoch!r}")
         else:
             self.T_cur, self.T_i = schedule.position_at(epoch)
-        self.last_epoch = int(epoch // 1)
+        self.last_epoch = math.floor(epoch)  # as torch: step(2.5) is epoch 2
         self._get_lr_called_within_step = True
         try:
             lrs = self.get_lr()

@@ -68,11 +68,11 @@ class ReduceLROnPlateau(LRScheduler):
 
     def _rule(self, n_groups: int | None = None) -> PlateauRule:
         """The pure rule of these settings; `n_groups` (at construction: the optimizer's
-        groups) is what a list of floors must match, by default its own length (a group
+        groups) is what the floors must match, by default their own number (a group
         added later appends its floor)."""
-        min_lr = list(self.min_lrs) if isinstance(self.min_lrs, (list, tuple)) else self.min_lrs
+        min_lr = list(self.min_lrs)  # one floor a group, always a list here
         if n_groups is None:
-            n_groups = len(min_lr) if isinstance(min_lr, list) else 1
+            n_groups = len(min_lr)
         return PlateauRule(
             mode=self.mode,
             factor=self.factor,
@@ -128,7 +128,7 @@ class ReduceLROnPlateau(LRScheduler):
                     "group is added after construction: append the new group's floor to min_lrs"
                 )
             self.min_lrs = [self.default_min_lr] * len(groups)
-        new = self._rule().reduced(lrs, self.min_lrs)
+        new = self._rule().reduced(lrs)  # the rule's floors are self.min_lrs
         for index, (group, old, lr) in enumerate(zip(groups, lrs, new, strict=True)):
             if lr != old:
                 set_value(group, "lr", lr)

@@ -70,9 +70,7 @@ def copy_value(value: Any) -> Any:
 
 def scalar(value: Any) -> Any:
     """A Python number from a number or a 0-dim tensor (what the pure schedules take)."""
-    if isinstance(value, (int, float)) or value is None:
-        return value
-    if hasattr(value, "item"):
+    if hasattr(value, "item"):  # a tensor, a NumPy scalar; Python numbers have none
         return value.item()
     return value
 

@@ -168,11 +168,31 @@ def test_oneflow_get_lr_of_a_base_and_a_step_as_oneflows():
 
 
 # mutmut's trampoline (tools/mutation) puts one more frame between the caller and
-# every mutated function, so no stack level can point at the caller there.
+# every mutated function, so no stack level can point at the caller there: under
+# mutmut the caller's file and line are not compared (the stack levels are checked
+# outside mutmut: tools/mutation/equivalent.toml, [[outside]]), everything else is.
 UNDER_MUTMUT = "mutants" in Path(D.__file__).parts
+DOCS = "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate"
+EPOCH_DEPRECATION_WARNING = (  # torch's meaning, in dualtrain's words
+    "scheduler.step(epoch) is deprecated (as in torch): it sets last_epoch to epoch and "
+    "uses the closed form where the scheduler has one, instead of the chainable form "
+    "that step() uses; call step() without an argument"
+)
+STEP_ORDER_WARNING = (
+    "lr_scheduler.step() was called before optimizer.step(): since PyTorch 1.1 the "
+    "optimizer steps first, else the first value of the schedule is skipped; see " + DOCS
+)
+STEP_OVERRIDDEN_WARNING = (
+    "`optimizer.step()` has been overridden after the lr scheduler was built, so the "
+    "scheduler cannot tell whether it ran first; call optimizer.step() before "
+    "lr_scheduler.step(), see " + DOCS
+)
 
 
-@pytest.mark.skipif(UNDER_MUTMUT, reason="a stack level cannot hold under mutmut's trampoline")
+def at(where):
+    return None if UNDER_MUTMUT else where
+
+
 def test_epoch_warning_points_at_the_callers_line_as_torchs():
     """step(epoch) warns as torch does, at the line that called it (torch's
     stacklevel=2); get_lr() outside step() warns that it is not the lr in effect."""
@@ -182,12 +202,13 @@ def test_epoch_warning_points_at_the_callers_line_as_torchs():
         opt.step()
         with pytest.warns(UserWarning) as record:
             sched.step(3)
-        assert [w.filename for w in record] == [__file__]
+        assert [at(w.filename) for w in record] == [at(__file__)]
+        assert sched.last_epoch == 3
+    assert str(record[0].message) == EPOCH_DEPRECATION_WARNING  # ours (torch words its own)
     with pytest.warns(UserWarning, match="get_lr\\(\\) computes the next lr; the lr in effect"):
         sched.get_lr()
 
 
-@pytest.mark.skipif(UNDER_MUTMUT, reason="a stack level cannot hold under mutmut's trampoline")
 @pytest.mark.parametrize("replaced", [False, True])
 def test_step_order_warnings_point_at_the_line_that_stepped_the_scheduler_as_torchs(replaced):
     """The first step() before optimizer.step() (or after optimizer.step was replaced)
@@ -201,6 +222,8 @@ def test_step_order_warnings_point_at_the_line_that_stepped_the_scheduler_as_tor
         with pytest.warns(UserWarning) as record:
             line = inspect.currentframe().f_lineno + 1
             sched.step()
-        assert [w.filename for w in record] == [__file__]
-        lines[module] = [w.lineno for w in record]
-    assert lines[T] == lines[D] == [line]
+        assert [at(w.filename) for w in record] == [at(__file__)]
+        lines[module] = [(str(w.message), at(w.lineno)) for w in record]
+    message = STEP_OVERRIDDEN_WARNING if replaced else STEP_ORDER_WARNING
+    assert lines[D] == [(message, at(line))]
+    assert [at(w) for _, w in lines[T]] == [at(line)]
