@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from stepping import lrs, trajectory
 
 import dualtrain.lr_scheduler as D
 from dualtrain.errors import ConfigError
@@ -24,20 +25,10 @@ def make_opt(lrs=(1.0,), **options):
     return torch.optim.SGD(groups, lr=lrs[0], **options)
 
 
-def lrs(opt):
-    return [g["lr"] for g in opt.param_groups]
-
-
 def stepped(build, steps, lrs_=(1.0,), **options):
     """Every lr the optimizer holds, from construction through `steps` steps."""
     opt = make_opt(lrs_, **options)
-    sched = build(opt)
-    out = [lrs(opt)]
-    for _ in range(steps):
-        opt.step()
-        sched.step()
-        out.append(lrs(opt))
-    return out
+    return trajectory(build(opt), opt, steps)
 
 
 def both(build, steps, **kw):
