@@ -10,6 +10,7 @@ from torch._dynamo.utils import counters
 
 from dualtrain.backend import get_backend
 from dualtrain.cli import main
+from dualtrain.data import Dataset
 from dualtrain.errors import ConfigError
 from dualtrain.loop import RunConfig, ScheduleConfig, fit, with_overrides
 from dualtrain.model import init_weights, mlp
@@ -122,3 +123,52 @@ def test_unknown_device_is_refused():
     backend = get_backend("torch")
     with pytest.raises(ConfigError, match="device must be one of cpu, cuda, got 'tpu'"):
         backend.build(mlp([2, 1]), "float64", "tpu")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_eager_steps_batch_converter_gives_what_input_gives_for_any_batch_dtype(dtype):
+    """The eager step decides once per NumPy dtype whether `from_numpy` alone will
+    do; a stream that mixes dtypes must still get each batch as `_input` makes it,
+    and only a batch already in the model's dtype (or int64 ids) is used uncopied."""
+    from dualtrain_torch.backend import _converter, _input
+
+    net = get_backend("torch").build(mlp([3, 2, 1]), dtype, "cpu")
+    convert = _converter(net)
+    rng = np.random.default_rng(0)
+    batches = [
+        rng.normal(size=(4, 3)),
+        rng.normal(size=(4, 3)).astype(np.float32),
+        rng.integers(0, 9, size=(4, 3)).astype(np.int32),
+        rng.integers(0, 9, size=(4, 3)),
+    ]
+    uncopied = {np.dtype(dtype), np.dtype(np.int64)}
+    for batch in batches + batches[::-1]:  # each dtype seen first, then again
+        got, want = convert(batch), _input(net, batch)
+        assert (
+            got.dtype
+            == want.dtype
+            == (torch.long if batch.dtype.kind == "i" else net.dualtrain_dtype)
+        )
+        assert torch.equal(got, want)
+        assert np.shares_memory(got.numpy(), batch) == (batch.dtype in uncopied)
+        assert convert(got) is got  # a tensor (a batch kept on the device) passes as it is
+
+
+@pytest.mark.parametrize("loss", ["mse", "sse", "cross_entropy"])
+def test_the_eager_step_trains_each_loss_as_the_numpy_reference(loss):
+    """The eager step picks its loss function once: each kind must still be the
+    loss the reference computes (float64, so agreement is to rounding)."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 3))
+    classes = loss == "cross_entropy"
+    y = rng.integers(0, 4, size=40) if classes else rng.normal(size=(40, 2))
+    model = mlp([3, 5, 4 if classes else 2], loss=loss)
+    config = RunConfig(lr=0.01, options={"momentum": 0.9}, epochs=3, batch_size=8)
+    runs = [
+        fit(with_overrides(config, backend=b), model, Dataset(x, y)) for b in ("numpy", "torch")
+    ]
+    ref, ours = (np.array(r.trajectory.losses) for r in runs)
+    assert len(ours) == 15
+    # float64 on both sides: 15 steps apart only by rounding (a wrong kind, say the
+    # mean for "sse", is 16x off).
+    np.testing.assert_allclose(ours, ref, rtol=1e-12)

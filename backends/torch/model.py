@@ -100,10 +100,26 @@ def shared_dropout(model: nn.Module, spec: ModelSpec):
 
 def loss_fn(kind: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The spec's loss: mean or summed squares, or cross-entropy on class ids."""
+    return loss_function(kind)(out, y)
+
+
+def loss_function(kind: str):
+    """The spec's loss as a function of (output, target), chosen once for a step
+    that calls it every time."""
     if kind == "cross_entropy":
-        # (batch, seq, classes) against (batch, seq): every position one sample.
-        return functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
-    return functional.mse_loss(out, y, reduction="sum" if kind == "sse" else "mean")
+        return _cross_entropy
+    if kind == "sse":
+        return _summed_squares
+    return functional.mse_loss
+
+
+def _cross_entropy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # (batch, seq, classes) against (batch, seq): every position one sample.
+    return functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+
+
+def _summed_squares(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return functional.mse_loss(out, y, reduction="sum")
 
 
 def accuracy(kind: str, out: torch.Tensor, y: torch.Tensor) -> float | None:
