@@ -174,13 +174,12 @@ def test_the_eager_step_trains_each_loss_as_the_numpy_reference(loss):
     np.testing.assert_allclose(ours, ref, rtol=1e-12)
 
 
-def test_every_compiled_run_in_one_process_compiles(monkeypatch):
+def test_every_compiled_run_in_one_process_compiles():
     """dynamo caches per code object and, past its recompile limit, runs a function
     eagerly: runs that shared one code object (a sweep, a test session) went eager
     from the 9th on. The limit is lowered to 2 here to reach it in three runs."""
     import torch._dynamo.config
 
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
     problem = get_problem("regression")
     config = RunConfig(
         backend="torch",
@@ -191,8 +190,9 @@ def test_every_compiled_run_in_one_process_compiles(monkeypatch):
         options={"momentum": 0.9},
     )
     compiled = []
-    for _ in range(3):
-        before = compiled_graphs()
-        fit(config, problem.model, problem.data)
-        compiled.append(compiled_graphs() - before)
+    with torch._dynamo.config.patch(recompile_limit=2):  # restored after, unlike setattr
+        for _ in range(3):
+            before = compiled_graphs()
+            fit(config, problem.model, problem.data)
+            compiled.append(compiled_graphs() - before)
     assert min(compiled) >= 1, compiled
