@@ -432,9 +432,10 @@ def _train(config, engine: _Engine, train, val, on_step, resume) -> None:
                 engine.save(step, epoch, position + 1, losses, last=False)
         reads.read()
         val_loss, val_acc = backend.evaluate(engine.net, val.x, val.y) if val else (None, None)
-        engine.trajectory.record_epoch(epoch, float(np.mean(losses)), val_loss, val_acc)
+        train_loss = float(np.mean(losses))
+        engine.trajectory.record_epoch(epoch, train_loss, val_loss, val_acc)
         if not per_step:
-            scheduler.observe(val_loss if config.schedule.metric == "val_loss" else np.mean(losses))
+            scheduler.observe(val_loss if config.schedule.metric == "val_loss" else train_loss)
         if saving and engine.saving_due(step, epoch + 1 == config.epochs):
             engine.save(step, epoch + 1, 0, [], last=epoch + 1 == config.epochs)
     progress.close()
