@@ -173,8 +173,7 @@ def bench_crossover(grid: str = "small", repeats: int = 1) -> list[dict]:
             retries=notes,
         )
         row = {"case": case, **{e: statistics.median(v) for e, v in times.items()}}
-        row["torch_ratio"] = torch_ratio["ratio"]["median"]
-        row["oneflow_ratio"] = flow_ratio["ratio"]["median"]
+        row["torch_ratio"], row["oneflow_ratio"] = torch_ratio["ratio"], flow_ratio["ratio"]
         rows.append(row)
         print(line(row) + "".join(f"; {n}" for n in notes), flush=True)
     for workload in dict.fromkeys(c.workload for c in GRIDS[grid]):
@@ -187,20 +186,35 @@ def line(row: dict) -> str:
     case, us = row["case"], {e: row[e] * 1e6 for e in ENGINES}
     return (
         f"| {case.workload} | {case.width} | {case.batch} "
-        f"| {us['torch', 'eager']:.0f} | {us['torch', 'graph']:.0f} | {row['torch_ratio']:.2f} "
+        f"| {us['torch', 'eager']:.0f} | {us['torch', 'graph']:.0f} | {ratio(row['torch_ratio'])} "
         f"| {us['oneflow', 'eager']:.0f} | {us['oneflow', 'graph']:.0f} "
-        f"| {row['oneflow_ratio']:.2f} |"
+        f"| {ratio(row['oneflow_ratio'])} |"
     )
 
 
+def ratio(summary: dict) -> str:
+    """A ratio's median, with its min-max over the repeats when there are several."""
+    text = f"{summary['median']:.2f}"
+    if summary["repeats"] > 1:
+        text += f" ({summary['min']:.2f}-{summary['max']:.2f})"
+    return text
+
+
 def crossover(workload: str, rows: list[dict]) -> str:
-    """The smallest size (in the grid's order) at which each graph beats its eager."""
+    """Where each graph beats its eager: the sizes (in the grid's order) at which
+    every repeat was faster (the ratio's max under 1), and those where the repeats
+    fall on both sides of 1 (a tie)."""
     said = []
     for name, key in (("torch.compile", "torch_ratio"), ("nn.Graph", "oneflow_ratio")):
-        wins = [r["case"] for r in rows if r[key] < 1]
-        where = f"width {wins[0].width}, batch {wins[0].batch}" if wins else "no size measured"
-        said.append(f"{name} beats eager from {where}")
+        wins = [size(r) for r in rows if r[key]["max"] < 1]
+        ties = [size(r) for r in rows if r[key]["min"] < 1 <= r[key]["max"]]
+        text = f"{name} faster in every repeat at {', '.join(wins) or 'no size measured'}"
+        said.append(text + (f" (ties at {', '.join(ties)})" if ties else ""))
     return f"{workload}: " + "; ".join(said)
+
+
+def size(row: dict) -> str:
+    return f"{row['case'].width}/{row['case'].batch}"
 
 
 HEADER = (
