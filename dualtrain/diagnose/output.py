@@ -161,108 +161,14 @@ def write_repro(finding: Finding, model: Any, out: Path) -> Path | None:
     }
     (folder / "module.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
     script = folder / "repro.py"
-    script.write_text(REPRO.replace("{module}", call.module).replace("{kind}", call.kind))
+    template = REPRO.read_text()
+    script.write_text(template.replace("{module}", call.module).replace("{kind}", call.kind))
     return script
 
 
-REPRO = '''"""One module on torch and OneFlow, in float64, on the same weights and input.
-
-Module `{module}` ({kind}) is where the diagnosis found the two frameworks part;
-module.npz holds its own weights, its input and its upstream gradient at that
-step, module.json the model it belongs to. Run: python repro.py (it needs torch,
-oneflow and numpy, and dualtrain only for its automatic OneFlow port).
-"""
-
-import json
-from pathlib import Path
-
-import numpy as np
-
-HERE = Path(__file__).resolve().parent
-META = json.loads((HERE / "module.json").read_text())
-DATA = np.load(HERE / "module.npz")
-
-
-def part(prefix):
-    return {k[len(prefix) :]: DATA[k] for k in DATA.files if k.startswith(prefix)}
-
-
-def numbered(prefix):
-    found = part(prefix)
-    count = 1 + max(map(int, found), default=-1)
-    return [found.get(str(i)) for i in range(count)]
-
-
-def load_class(path, name):
-    """Class `name` of the file `path`, its folder importable (for the modules it imports)."""
-    import importlib.util
-    import sys
-
-    sys.path.insert(0, str(Path(path).parent))
-    spec = importlib.util.spec_from_file_location(f"repro_{Path(path).stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, name)
-
-
-def run(framework):
-    """(outputs, input gradients) of the module, built from the user's files."""
-    init, hand = META["torch"]["init"], META["oneflow"]
-    if framework == "torch":
-        import torch as lib
-
-        cls = load_class(META["torch"]["path"], META["torch"]["name"])
-    else:
-        import oneflow as lib
-
-        if hand:  # the user's own OneFlow port
-            cls = load_class(hand["path"], hand["name"])
-        else:  # dualtrain's automatic port: the torch source with torch renamed oneflow
-            from dualtrain_oneflow.source import port_module_class
-
-            cls = port_module_class(META["torch"]["path"], META["torch"]["name"])
-    model = cls(**init).to(lib.float64)
-    module = dict(model.named_modules())[META["module"]]
-    own = {k: lib.tensor(v) for k, v in part("state/").items()}
-    module.load_state_dict({**module.state_dict(), **own}, strict=False)
-    inputs = []
-    for x in numbered("input/"):
-        if x is None:
-            inputs.append(None)
-        elif x.dtype.kind == "f":
-            inputs.append(lib.tensor(x, dtype=lib.float64, requires_grad=True))
-        else:
-            inputs.append(lib.tensor(x))
-    out = module(*inputs)
-    outs = list(out) if isinstance(out, (tuple, list)) else [out]
-    grads = numbered("grad_output/")
-    pairs = [(o, lib.tensor(g, dtype=lib.float64)) for o, g in zip(outs, grads) if g is not None]
-    if pairs:
-        lib.autograd.backward([o for o, _ in pairs], [g for _, g in pairs])
-    values = [o.detach().numpy() for o in outs if hasattr(o, "detach")]
-    input_grads = [x.grad.numpy() if x is not None and x.grad is not None else None for x in inputs]
-    return values, input_grads
-
-
-def main():
-    t_out, t_grad = run("torch")
-    f_out, f_grad = run("oneflow")
-    print(f"module {META['module']} ({META['type']}), step {META['step']}, phase {META['phase']}")
-    for j, (a, b) in enumerate(zip(t_out, f_out)):
-        show(f"output {j}", a, b)
-    for i, (a, b) in enumerate(zip(t_grad, f_grad)):
-        if a is not None and b is not None:
-            show(f"input gradient {i}", a, b)
-
-
-def show(what, a, b):
-    difference, size = np.max(np.abs(a - b)), np.max(np.abs(a))
-    print(f"{what}: max |torch - oneflow| = {difference:.3g} (max |torch| {size:.3g})")
-
-
-if __name__ == "__main__":
-    main()
-'''
+#: The repro script, kept as text outside the Python sources: it imports torch and
+#: OneFlow when the user runs it, which the core itself never does.
+REPRO = Path(__file__).with_name("repro_template.txt")
 
 
 def write(comparison: Any, out: Path, title: str, plots: bool) -> list[str]:
