@@ -6,7 +6,8 @@
 For the CNN preset (digits' shape, channels and image size scaled up) and the
 transformer-like preset (tokens', width scaled up) at a size that keeps a GPU
 busy, float32, SGD with momentum, it measures seconds per step as the
-difference of two run lengths (so set-up and compiling cancel out):
+difference of two run lengths, each timed from its step `WARM` on (set-up and
+compiling are left out, and what the two runs share cancels):
 
 - dualtrain torch eager with the data set kept on the device, losses read every
   step (`loss_read_every=1`) and in chunks (the default), and with the data
@@ -99,11 +100,20 @@ BUSY = (Workload("cnn", 64, 512, image=32), Workload("transformer", 512, 512))
 QUICK = (Workload("cnn", 8, 16), Workload("transformer", 16, 16))
 
 
-class TimedTorch(TorchBackend):
-    """torch, timing every wait for the device (the loss reads)."""
+#: dualtrain's runs are timed from the start of this step (0-based) on: torch.compile
+#: runs step 0 eagerly and compiles at step 1, and each compiled run compiles anew
+#: (its step has a code object of its own), so a compile's time varies from run to
+#: run by more than the steps it would hide among (measured on the CPU: -765 ms a
+#: step from the two-run difference alone).
+WARM = 3
 
-    def __init__(self, keep_on_device: bool = True) -> None:
-        self.waited, self.keep_on_device = 0.0, keep_on_device
+
+class TimedTorch(TorchBackend):
+    """torch, timing every wait for the device (the loss reads), from step `WARM` on."""
+
+    def __init__(self, device: str, keep_on_device: bool = True) -> None:
+        self.device, self.keep_on_device = device, keep_on_device
+        self.waited, self.steps, self.marked = 0.0, 0, None
 
     def put_dataset(self, model, x, y):
         if not self.keep_on_device:
@@ -118,17 +128,28 @@ class TimedTorch(TorchBackend):
         finally:
             self.waited += time.perf_counter() - start
 
+    def _count(self) -> None:
+        """Before each step: at step WARM, wait for the device and start the clock."""
+        if self.steps == WARM:
+            sync(self.device)
+            self.marked, self.waited = time.perf_counter(), 0.0
+        self.steps += 1
+
     def _timed(self, step):
         lazy = step.lazy
 
+        def counted(x, y):
+            self._count()
+            return lazy(x, y)
+
         def reading(x, y):
-            loss = lazy(x, y)
+            loss = counted(x, y)
             start = time.perf_counter()
             value = loss.item()
             self.waited += time.perf_counter() - start
             return value
 
-        return lazy_step(reading, lazy)
+        return lazy_step(reading, counted)
 
     def eager_step(self, model, optimizer):
         return self._timed(super().eager_step(model, optimizer))
@@ -145,8 +166,9 @@ def sync(device: str) -> None:
 
 
 def dualtrain_run(work, device, steps, mode="eager", every=32, keep=True):
-    """(wall seconds, seconds the host waited) of `steps` steps through `fit`."""
-    backend = TimedTorch(keep_on_device=keep)
+    """(wall seconds from step WARM to the end, seconds the host waited in them) of
+    `steps` steps through `fit`."""
+    backend = TimedTorch(device, keep_on_device=keep)
     config = RunConfig(
         backend="torch",
         mode=mode,
@@ -160,15 +182,14 @@ def dualtrain_run(work, device, steps, mode="eager", every=32, keep=True):
         loss_read_every=every,
     )
     data = work.data(steps)
-    sync(device)
-    start = time.perf_counter()
     fit(config, work.model(), data, backend=backend)
     sync(device)
-    return time.perf_counter() - start, backend.waited
+    return time.perf_counter() - backend.marked, backend.waited
 
 
 def torch_hand_written(work, device, steps, read_each_step=True):
-    """(wall seconds, 0) of the plain torch loop, the data set on the device."""
+    """(wall seconds from step WARM on, 0) of the plain torch loop, the data set on the
+    device."""
     import torch
 
     from dualtrain_torch.model import build, loss_fn
@@ -179,11 +200,12 @@ def torch_hand_written(work, device, steps, read_each_step=True):
     x_all = torch.from_numpy(data.x).to(device)
     x_all = x_all if x_all.dtype == torch.long else x_all.float()
     y_all = torch.from_numpy(data.y).to(device)
-    sync(device)
-    start = time.perf_counter()
     order = torch.randperm(len(x_all), device=device)
-    last = None
+    last = start = None
     for i in range(steps):
+        if i == WARM:  # timed from the same step on as dualtrain's runs
+            sync(device)
+            start = time.perf_counter()
         rows = order[i * work.batch : (i + 1) * work.batch]
         optimizer.zero_grad()
         loss = loss_fn("cross_entropy", model(x_all[rows]), y_all[rows])
@@ -196,7 +218,8 @@ def torch_hand_written(work, device, steps, read_each_step=True):
 
 
 def oneflow_hand_written(work, device, steps, graph=False):
-    """(wall seconds, 0) of a plain OneFlow loop (eager or nn.Graph) on the device."""
+    """(wall seconds from step WARM on, 0) of a plain OneFlow loop (eager or nn.Graph)
+    on the device."""
     import oneflow as flow
 
     from dualtrain_oneflow.model import Loss, build
@@ -223,8 +246,10 @@ def oneflow_hand_written(work, device, steps, graph=False):
                 return loss
 
         step = Train()
-    start = time.perf_counter()
+    start = None
     for i in range(steps):
+        if i == WARM:  # after nn.Graph's compile at step 0; each loss is read: in sync
+            start = time.perf_counter()
         x, y = (
             x_all[i * work.batch : (i + 1) * work.batch],
             y_all[i * work.batch : (i + 1) * work.batch],
