@@ -141,24 +141,28 @@ def sequence(seed: int = 0, n: int = 1200, length: int = 12, vocab: int = 16) ->
     )
 
 
-def digits_cnn(dropout: float = 0.25) -> ModelSpec:
+def digits_cnn(dropout: float = 0.25, channels: int = 8, image: int = 8) -> ModelSpec:
     """The digits preset: two 3x3 convolutions (BatchNorm after the first, whose conv
-    then has no bias), max and average pooling, dropout, a linear read-out of 10."""
+    then has no bias), max and average pooling, dropout, a linear read-out of 10.
+
+    `channels` (the first convolution's; the second has twice as many) and `image`
+    (the side of the square input, a multiple of 4) scale it, for the benchmarks.
+    """
     return ModelSpec(
         (
-            Conv2d(1, 8, 3, padding=1, bias=False),
-            BatchNorm2d(8),
+            Conv2d(1, channels, 3, padding=1, bias=False),
+            BatchNorm2d(channels),
             ReLU(),
             MaxPool2d(2),
-            Conv2d(8, 16, 3, padding=1),
+            Conv2d(channels, 2 * channels, 3, padding=1),
             ReLU(),
             AvgPool2d(2),
             Flatten(),
             Dropout(dropout),
-            Linear(64, 10),
+            Linear(2 * channels * (image // 4) ** 2, 10),
         ),
         loss="cross_entropy",
-        name="digits-cnn",
+        name="digits-cnn" if (channels, image) == (8, 8) else f"cnn-{channels}-{image}",
     )
 
 

@@ -28,19 +28,8 @@ from figures import FIGURES
 
 from dualtrain.data import Dataset
 from dualtrain.loop import RunConfig, train_engine
-from dualtrain.model import (
-    AvgPool2d,
-    BatchNorm2d,
-    Conv2d,
-    Dropout,
-    Flatten,
-    Linear,
-    MaxPool2d,
-    ModelSpec,
-    ReLU,
-    mlp,
-)
-from dualtrain.problems import TOKEN_CLASSES, TOKEN_VOCAB, token_transformer
+from dualtrain.model import ModelSpec, mlp
+from dualtrain.problems import TOKEN_CLASSES, TOKEN_VOCAB, digits_cnn, token_transformer
 
 #: Steps before the timed ones (compiles, first allocations).
 WARM = 5
@@ -65,7 +54,7 @@ class Case:
         if self.workload == "mlp":
             return mlp([32, self.width, self.width, 1], activation="relu", loss="mse")
         if self.workload == "cnn":
-            return cnn(self.width)
+            return digits_cnn(channels=self.width)
         return token_transformer(dim=self.width, hidden=2 * self.width)
 
     def data(self, steps: int) -> Dataset:
@@ -77,26 +66,6 @@ class Case:
             return Dataset(rng.random(size=(n, 1, 8, 8)), rng.integers(0, 10, size=n))
         x = rng.integers(1, TOKEN_VOCAB, size=(n, 12))
         return Dataset(x, rng.integers(0, TOKEN_CLASSES, size=(n, 12)))
-
-
-def cnn(channels: int) -> ModelSpec:
-    """The digits preset (problems.digits_cnn) with `channels` and twice as many."""
-    return ModelSpec(
-        (
-            Conv2d(1, channels, 3, padding=1, bias=False),
-            BatchNorm2d(channels),
-            ReLU(),
-            MaxPool2d(2),
-            Conv2d(channels, 2 * channels, 3, padding=1),
-            ReLU(),
-            AvgPool2d(2),
-            Flatten(),
-            Dropout(0.25),
-            Linear(8 * channels, 10),
-        ),
-        loss="cross_entropy",
-        name=f"cnn-{channels}",
-    )
 
 
 GRIDS = {

@@ -39,18 +39,8 @@ import numpy as np
 from dualtrain.backend import HostData, lazy_step
 from dualtrain.data import Dataset
 from dualtrain.loop import RunConfig, fit
-from dualtrain.model import (
-    AvgPool2d,
-    BatchNorm2d,
-    Conv2d,
-    Dropout,
-    Flatten,
-    Linear,
-    MaxPool2d,
-    ModelSpec,
-    ReLU,
-)
-from dualtrain.problems import TOKEN_CLASSES, TOKEN_VOCAB, token_transformer
+from dualtrain.model import ModelSpec
+from dualtrain.problems import TOKEN_CLASSES, TOKEN_VOCAB, digits_cnn, token_transformer
 from dualtrain_torch.backend import TorchBackend
 
 
@@ -63,7 +53,7 @@ class Workload:
 
     def model(self) -> ModelSpec:
         if self.name == "cnn":
-            return cnn(self.width, self.image)
+            return digits_cnn(channels=self.width, image=self.image)
         return token_transformer(dim=self.width, hidden=4 * self.width)
 
     def data(self, steps: int) -> Dataset:
@@ -74,26 +64,6 @@ class Workload:
             return Dataset(x, rng.integers(0, 10, size=n))
         x = rng.integers(1, TOKEN_VOCAB, size=(n, 12))
         return Dataset(x, rng.integers(0, TOKEN_CLASSES, size=(n, 12)))
-
-
-def cnn(channels: int, image: int) -> ModelSpec:
-    """The digits preset's layers with `channels` (and twice as many), on `image`^2."""
-    return ModelSpec(
-        (
-            Conv2d(1, channels, 3, padding=1, bias=False),
-            BatchNorm2d(channels),
-            ReLU(),
-            MaxPool2d(2),
-            Conv2d(channels, 2 * channels, 3, padding=1),
-            ReLU(),
-            AvgPool2d(2),
-            Flatten(),
-            Dropout(0.25),
-            Linear(2 * channels * (image // 4) ** 2, 10),
-        ),
-        loss="cross_entropy",
-        name=f"cnn-{channels}-{image}",
-    )
 
 
 BUSY = (Workload("cnn", 64, 512, image=32), Workload("transformer", 512, 512))
