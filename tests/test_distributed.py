@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from distributed_cases import MODEL, adam, data, sgd
 
 from dualtrain import checkpoint as checkpoints
 from dualtrain.backend import register_backend, unregister_backend
@@ -28,41 +29,16 @@ from dualtrain.data import Dataset, batch_indices
 from dualtrain.distributed import TIMEOUT_VARIABLE, Rank, check_replicas, shard
 from dualtrain.errors import CapabilityError, ConfigError
 from dualtrain.launch import free_port
-from dualtrain.loop import RunConfig, ScheduleConfig, fit, train_engine, with_overrides
+from dualtrain.loop import RunConfig, fit, train_engine, with_overrides
 from dualtrain.model import Dropout, Linear, ModelSpec, mlp
-from dualtrain.optim import GroupSpec
 
 torch = pytest.importorskip("torch")
 from dualtrain_torch.backend import TorchBackend  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# 48 rows in batches of 16: 3 steps an epoch, 8 rows a shard.
-# The MLP `dualtrain train --data` sizes to 4 features and 3 classes.
-MODEL = mlp([4, 32, 3], activation="relu", loss="cross_entropy")
-
-
-def data() -> Dataset:
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(48, 4))
-    return Dataset(x, (x[:, 0] + x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 1))
-
-
-# SGD with momentum, two param groups, a schedule stepping every step, float64.
-SGD = RunConfig(
-    backend="torch",
-    optimizer="sgd",
-    lr=0.1,
-    options={"momentum": 0.9},
-    groups=(GroupSpec(("0.",), 0.05),),
-    schedule=ScheduleConfig("StepLR", kwargs={"step_size": 2, "gamma": 0.7}, interval="step"),
-    epochs=3,
-    batch_size=16,
-    seed=1,
-    dtype="float64",
-    nproc=2,
-)
-ADAM = with_overrides(SGD, optimizer="adam", lr=0.01, options={}, dtype="float32")
+SGD = sgd("torch")
+ADAM = adam(SGD)
 
 
 def emulate(config: RunConfig, train: Dataset, world: int, lrs: list) -> tuple[list, dict]:

@@ -23,40 +23,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from distributed_cases import MODEL, adam, data, sgd
 
 from dualtrain.backend import register_backend, unregister_backend
 from dualtrain.comparison import compare
 from dualtrain.data import Dataset, batch_indices
 from dualtrain.distributed import shard
-from dualtrain.loop import RunConfig, ScheduleConfig, fit, train_engine, with_overrides
-from dualtrain.model import mlp
-from dualtrain.optim import GroupSpec
+from dualtrain.loop import RunConfig, fit, train_engine, with_overrides
 
 flow = pytest.importorskip("oneflow")
 pytest.importorskip("torch")
 from dualtrain_oneflow.backend import OneFlowBackend  # noqa: E402
 
-MODEL = mlp([4, 32, 3], activation="relu", loss="cross_entropy")
-SGD = RunConfig(
-    backend="oneflow",
-    optimizer="sgd",
-    lr=0.1,
-    options={"momentum": 0.9},
-    groups=(GroupSpec(("0.",), 0.05),),
-    schedule=ScheduleConfig("StepLR", kwargs={"step_size": 2, "gamma": 0.7}, interval="step"),
-    epochs=3,
-    batch_size=16,
-    seed=1,
-    dtype="float64",
-    nproc=2,
-)
-ADAM = with_overrides(SGD, optimizer="adam", lr=0.01, options={}, dtype="float32")
-
-
-def data() -> Dataset:
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=(48, 4))
-    return Dataset(x, (x[:, 0] + x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 1))
+SGD = sgd("oneflow")
+ADAM = adam(SGD)
 
 
 def emulate(config: RunConfig, train: Dataset, world: int, lrs: list) -> tuple[list, dict]:
