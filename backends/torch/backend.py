@@ -300,11 +300,11 @@ def _converter(model):
     """`_input` for a stream of batches, deciding once for each NumPy dtype: an array
     that is already in the model's dtype on the CPU goes through `torch.from_numpy`
     alone (the usual case), anything else through `_input`."""
-    from_numpy, tensor_type = torch.from_numpy, torch.Tensor
+    from_numpy, ndarray = torch.from_numpy, np.ndarray
     direct: dict[np.dtype, bool] = {}
 
     def convert(batch) -> torch.Tensor:
-        if batch.__class__ is not tensor_type:
+        if batch.__class__ is ndarray:  # a tensor (a batch kept on the device) as it is
             dtype = batch.dtype
             ready = direct.get(dtype)
             if ready is None:
