@@ -301,11 +301,24 @@ def _resolve(owner: str, kwargs: dict, flavor: str, n_groups: int, group: int) -
         if key in _NESTED and isinstance(value, (dict, list)) and not _built_members(value):
             value = _build_nested(owner, key, value, flavor, n_groups)[group]
         elif isinstance(value, (list, tuple)):
-            value = type(value)(scalar(v) for v in value)
+            value = type(value)(_number(owner, key, v) for v in value)
         else:
-            value = scalar(value)
+            value = _number(owner, key, value)
         out[key] = value
     return out
+
+
+def _number(owner: str, key: str, value: Any) -> Any:
+    """`scalar(value)`, refusing in one line a tensor or array of several values
+    (torch's own classes fail on one deep inside, or ignore it)."""
+    try:
+        return scalar(value)
+    except (RuntimeError, ValueError):
+        shape = tuple(getattr(value, "shape", ()))
+        raise ConfigError(
+            f"{owner}: {key} is a tensor of shape {shape}; give numbers (a list for "
+            "several) or one-value tensors"
+        ) from None
 
 
 def _built_members(value: Any) -> bool:

@@ -182,3 +182,39 @@ def test_verbose_names_the_class_step_and_group(capsys):
     opt.step()
     sched.step()
     assert capsys.readouterr().out == "StepLR: step 1, param_groups[0] lr = 0.2\n"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [
+        ({"milestones": torch.tensor([2, 4])}, "milestones"),
+        ({"milestones": [2, 4], "gamma": torch.tensor([0.5, 0.5])}, "gamma"),
+        ({"milestones": [2, torch.tensor([4, 6])]}, "milestones"),
+    ],
+)
+def test_a_tensor_of_several_values_is_refused_in_one_line(kwargs, key):
+    # torch's MultiStepLR takes tensor milestones and never decays (its Counter keys them
+    # by identity); ours refuses them, naming the argument.
+    from dualtrain.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        D.MultiStepLR(sgd(), **kwargs)
+    assert str(info.value) == (
+        f"MultiStepLR: {key} is a tensor of shape (2,); give numbers (a list for several) "
+        "or one-value tensors"
+    )
+
+
+def test_a_hyperparameter_changed_to_a_tensor_of_several_values_is_noticed():
+    """Comparing the old arguments with new ones that hold a tensor of several values
+    cannot say "equal": the schedules are rebuilt, which refuses the tensor, rather than
+    kept with the old gamma."""
+    from dualtrain.errors import ConfigError
+
+    opt = sgd()
+    sched = D.StepLR(opt, step_size=1, gamma=0.5)
+    opt.step()
+    sched.step()
+    sched.gamma = torch.tensor([0.25, 0.25])
+    with pytest.raises(ConfigError, match=r"^StepLR: gamma is a tensor of shape \(2,\)"):
+        sched.step()
