@@ -19,6 +19,8 @@ import copy
 import warnings
 from typing import Any, ClassVar
 
+import numpy as np
+
 from dualtrain.errors import ConfigError, ConfigKeyError
 from dualtrain.schedules import _NESTED, FLAVORS, Schedule, _build_nested, schedule_class
 from dualtrain.stateful import values
@@ -314,7 +316,7 @@ def _number(owner: str, key: str, value: Any) -> Any:
     try:
         return scalar(value)
     except (RuntimeError, ValueError):
-        shape = tuple(getattr(value, "shape", ()))
+        shape = tuple(np.shape(value))  # a tensor's or an array's
         raise ConfigError(
             f"{owner}: {key} is a tensor of shape {shape}; give numbers (a list for "
             "several) or one-value tensors"
