@@ -3,6 +3,7 @@ picture of each module's excess error, and `repro/` for the first diverging modu
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 
 from dualtrain.diagnose.noise import Check
 from dualtrain.diagnose.phases import Diagnosis, Finding
+from dualtrain.errors import CapabilityError
 
 #: Rows of the ranked table (the worst first); the JSON keeps every check.
 TABLE_ROWS = 15
@@ -161,14 +163,19 @@ def write_repro(finding: Finding, model: Any, out: Path) -> Path | None:
     }
     (folder / "module.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
     script = folder / "repro.py"
-    template = REPRO.read_text()
+    template = _repro_template().read_text()
     script.write_text(template.replace("{module}", call.module).replace("{kind}", call.kind))
     return script
 
 
-#: The repro script, kept as text outside the Python sources: it imports torch and
-#: OneFlow when the user runs it, which the core itself never does.
-REPRO = Path(__file__).with_name("repro_template.txt")
+def _repro_template() -> Path:
+    """The repro script's text. It runs torch and OneFlow, so it lives with the OneFlow
+    backend (which holds the torch-to-OneFlow port it may call); found with `find_spec`,
+    which locates the package without importing it (nor OneFlow)."""
+    spec = importlib.util.find_spec("dualtrain_oneflow")
+    if spec is None or not spec.submodule_search_locations:
+        raise CapabilityError("diagnose: repro/ needs the OneFlow backend, which is not installed")
+    return Path(list(spec.submodule_search_locations)[0]) / "repro_template.txt"
 
 
 def write(comparison: Any, out: Path, title: str, plots: bool) -> list[str]:
