@@ -432,13 +432,19 @@ def _train(config, engine: _Engine, train, val, on_step, resume) -> None:
                 engine.save(step, epoch, position + 1, losses, last=False)
         reads.read()
         val_loss, val_acc = backend.evaluate(engine.net, val.x, val.y) if val else (None, None)
-        train_loss = float(np.mean(losses))
+        train_loss = _mean(losses)
         engine.trajectory.record_epoch(epoch, train_loss, val_loss, val_acc)
         if not per_step:
             scheduler.observe(val_loss if config.schedule.metric == "val_loss" else train_loss)
         if saving and engine.saving_due(step, epoch + 1 == config.epochs):
             engine.save(step, epoch + 1, 0, [], last=epoch + 1 == config.epochs)
     progress.close()
+
+
+def _mean(values: list[float]) -> float:
+    """`float(np.mean(values))`, bit for bit (NumPy's pairwise sum over the count),
+    without the Python layers around it: a third of its time, once an epoch."""
+    return float(np.add.reduce(np.asarray(values, dtype=np.float64)) / len(values))
 
 
 def with_overrides(config: RunConfig, **changes: Any) -> RunConfig:

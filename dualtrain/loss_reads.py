@@ -76,12 +76,16 @@ class LossReads:
         if not math.isfinite(sum(values)):
             good = next((i for i, v in enumerate(values) if not math.isfinite(v)), good)
         if good:
-            records = self.trajectory.record_steps(pending[:good], values[:good])
+            # Both lists are this chunk's own: the trajectory keeps them as they are.
+            entries, read = (
+                (pending, values) if good == len(values) else (pending[:good], values[:good])
+            )
+            self.trajectory.record_steps(entries, read)
             if self.on_step:
-                for record in records:
+                for record in self.trajectory.steps[-good:]:
                     self.on_step(record)
-            self.losses.extend(values[:good])
-            self.progress.update(values[good - 1], steps=good)
+            self.losses.extend(read)
+            self.progress.update(read[-1], steps=good)
         if good < len(values):
             step, epoch = pending[good][:2]
             raise ConfigError(

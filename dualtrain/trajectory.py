@@ -10,41 +10,54 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dualtrain.errors import ConfigError
 
 
-@dataclass
 class Trajectory:
-    engine: str
-    n_groups: int
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    epochs: list[dict[str, Any]] = field(default_factory=list)
-    meta: dict[str, Any] = field(default_factory=dict)
+    """A run's records: `steps` (a dict a step) and `epochs` (a dict an epoch)."""
 
-    def record_step(self, step, epoch, lrs, momenta, loss, seconds) -> None:
-        self.record_steps([(step, epoch, lrs, momenta, seconds)], [loss])
+    def __init__(
+        self,
+        engine: str,
+        n_groups: int,
+        steps: list[dict[str, Any]] | None = None,
+        epochs: list[dict[str, Any]] | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.engine, self.n_groups = engine, n_groups
+        self._steps: list[dict[str, Any]] = [] if steps is None else steps
+        #: Chunks of steps recorded but not yet made into dicts: (entries, losses).
+        self._unmade: list[tuple[list[tuple], list[float]]] = []
+        self.epochs: list[dict[str, Any]] = [] if epochs is None else epochs
+        self.meta: dict[str, Any] = {} if meta is None else meta
 
-    def record_steps(self, entries, losses) -> list[dict[str, Any]]:
-        """One record per (step, epoch, lrs, momenta, seconds) entry and its loss, in
-        order; returns the new records. (One call for a chunk of steps: the loop
-        records every step, so a call per step is part of its overhead.)"""
-        new = [
-            {
-                "step": step,
-                "epoch": epoch,
-                "lr": list(lrs),
-                "momentum": None if momenta is None else list(momenta),
-                "loss": loss,
-                "time": seconds,
-            }
-            for (step, epoch, lrs, momenta, seconds), loss in zip(entries, losses, strict=True)
-        ]
-        self.steps.extend(new)
-        return new
+    @property
+    def steps(self) -> list[dict[str, Any]]:
+        """One dict a step: step, epoch, lr (a list, a group each), momentum (a list,
+        or None), loss, time. Made on first read from what `record_steps` kept."""
+        if self._unmade:
+            for entries, losses in self._unmade:
+                self._steps.extend(_records(entries, losses))
+            self._unmade.clear()
+        return self._steps
+
+    @steps.setter
+    def steps(self, steps: list[dict[str, Any]]) -> None:
+        self._unmade.clear()
+        self._steps = steps
+
+    def record_steps(self, entries: list[tuple], losses: list[float]) -> None:
+        """Record a chunk of steps: each (step, epoch, lrs, momenta, seconds) entry
+        with its loss, in order. The lists are kept as they are (the caller hands
+        them over) and made into dicts only when `steps` is read: the loop records
+        every step, and a dict a step, made while it trains, is a measurable part of
+        its overhead between two steps (docs/performance.md)."""
+        if len(entries) != len(losses):
+            raise ValueError(f"{len(entries)} steps but {len(losses)} losses")
+        self._unmade.append((entries, losses))
 
     def record_epoch(self, epoch, train_loss, val_loss, val_accuracy) -> None:
         self.epochs.append(
@@ -71,6 +84,14 @@ class Trajectory:
     def final_val_loss(self) -> float | None:
         """The last epoch's validation loss, or None without a validation split."""
         return self.epochs[-1]["val_loss"] if self.epochs else None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Trajectory):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"Trajectory({self.engine!r}, {len(self.steps)} steps, {len(self.epochs)} epochs)"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -120,3 +141,17 @@ class Trajectory:
             raise ConfigError(
                 f"trajectory {str(path)!r}: not a dualtrain trajectory ({exc})"
             ) from None
+
+
+def _records(entries: list[tuple], losses: list[float]) -> list[dict[str, Any]]:
+    return [
+        {
+            "step": step,
+            "epoch": epoch,
+            "lr": list(lrs),
+            "momentum": None if momenta is None else list(momenta),
+            "loss": loss,
+            "time": seconds,
+        }
+        for (step, epoch, lrs, momenta, seconds), loss in zip(entries, losses, strict=True)
+    ]
