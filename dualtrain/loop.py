@@ -402,10 +402,14 @@ def _train(config, engine: _Engine, train, val, on_step, resume) -> None:
     watch_steps = per_step and scheduler.plateau is not None
     every = 1 if watch_steps else config.loss_read_every
     reads = LossReads(backend.read_losses, engine.trajectory, losses, progress, on_step, every)
+    add_entry, add_loss, unread = reads.pending.append, reads.unread.append, reads.unread
     # Chunks run the lazy step (its loss read later); one step a read runs the step
     # that reads its own, so each step's time includes waiting for it, as before.
     run_step = engine.step_fn if every == 1 else getattr(engine.step_fn, "lazy", engine.step_fn)
     clock = time.perf_counter
+    # The steps run back to back, with as little Python between them as the run
+    # needs: Python between two framework steps slows the steps themselves by more
+    # than its own time (docs/performance.md).
     for epoch in range(first_epoch, config.epochs):
         losses[:] = list(resume.epoch_losses) if resume and epoch == first_epoch else []
         order = batch_indices(
@@ -416,20 +420,25 @@ def _train(config, engine: _Engine, train, val, on_step, resume) -> None:
             backend.set_hyperparams(engine.optimizer, lrs, momenta)
             applied = (epoch, scheduler.observed)
         first = skip if epoch == first_epoch else 0  # done before the checkpoint: same order
-        for position, (x, y) in enumerate(data.batches(order[first:]), start=first):
+        before = step - first  # the step at position 0 of this epoch
+        for x, y in data.batches(order[first:]):
             if per_step and (step, scheduler.observed) != applied:  # set what changed, once
                 lrs, momenta = scheduler.values(step)
                 backend.set_hyperparams(engine.optimizer, lrs, momenta)
                 applied = (step, scheduler.observed)
             start = clock()
             loss = run_step(x, y)
-            reads.add(step, epoch, lrs, momenta, loss, start, clock())
+            end = clock()
+            add_entry((step, epoch, lrs, momenta, end - start))
+            add_loss(loss)
             step += 1
+            if len(unread) >= every or end > reads.read_by:
+                reads.read(end)
             if watch_steps:
                 scheduler.observe(losses[-1])
-            if saving and position + 1 < len(order) and engine.saving_due(step, False):
+            if saving and step - before < len(order) and engine.saving_due(step, False):
                 reads.read()
-                engine.save(step, epoch, position + 1, losses, last=False)
+                engine.save(step, epoch, step - before, losses, last=False)
         reads.read()
         val_loss, val_acc = backend.evaluate(engine.net, val.x, val.y) if val else (None, None)
         train_loss = _mean(losses)

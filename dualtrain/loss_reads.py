@@ -45,19 +45,13 @@ class LossReads:
         self.read_losses, self.trajectory, self.losses = read_losses, trajectory, losses
         self.progress, self.on_step, self.every = progress, on_step, every
         self.max_wait = MAX_WAIT
-        #: (step, epoch, lrs, momenta, seconds) of each step not read yet, and its loss.
+        #: (step, epoch, lrs, momenta, seconds) of each step not read yet, and its
+        #: loss. The loop appends to both itself and calls `read` when `every` are
+        #: pending or `read_by` has passed (a call a step costs it measurably).
         self.pending: list[tuple] = []
         self.unread: list[Any] = []
-        self.last_read = time.perf_counter()
-
-    def add(self, step: int, epoch: int, lrs, momenta, loss: Any, start: float, end: float):
-        """One more step, run from `start` to `end` (perf_counter); read the chunk
-        when it is full or has waited long enough."""
-        pending = self.pending
-        pending.append((step, epoch, lrs, momenta, end - start))
-        self.unread.append(loss)
-        if len(pending) >= self.every or end - self.last_read > self.max_wait:
-            self.read(end)
+        #: perf_counter time by which the next read is due (MAX_WAIT after the last).
+        self.read_by = time.perf_counter() + self.max_wait
 
     def read(self, now: float | None = None) -> None:
         """Read every pending loss now and record those steps, in order.
@@ -65,10 +59,13 @@ class LossReads:
         Raises ConfigError at the first non-finite loss, naming its step; the
         steps before it are recorded, none after it.
         """
-        self.last_read = time.perf_counter() if now is None else now
+        self.read_by = (time.perf_counter() if now is None else now) + self.max_wait
         if not self.pending:
             return
-        pending, unread, self.pending, self.unread = self.pending, self.unread, [], []
+        # Emptied in place: the loop holds their append methods.
+        pending, unread = self.pending.copy(), self.unread.copy()
+        self.pending.clear()
+        self.unread.clear()
         values = self.read_losses(unread)
         # A finite sum means every loss is finite (an inf or nan makes it so); a sum
         # that overflows from finite losses is then looked through as well.
