@@ -64,13 +64,19 @@ class NumpyBackend(Backend):
         one function: the loop calls it every step, and each call it saves is
         ~1% of the loop's overhead on a small model. (It does not go through
         `forward_backward`: a subclass changing that overrides this too.)"""
-        kind = model.spec.loss
+        kind, dtype = model.spec.loss, model.dtype
 
         def step(x: np.ndarray, y: np.ndarray) -> float:
             optimizer.zero_grad()
             model.training = True
             model.begin_step()
-            loss, grad = loss_and_grad(kind, model.forward(_inputs(x, model)), _targets(y, model))
+            # `_inputs` and `_targets` inline: a batch in the model's dtype (or of
+            # token ids) as it is, anything else cast.
+            if x.dtype is not dtype and x.dtype.kind not in "iu":
+                x = x.astype(dtype)
+            if y.dtype is not dtype and y.dtype.kind not in "iu":
+                y = y.astype(dtype)
+            loss, grad = loss_and_grad(kind, model.forward(x), y)
             model.backward(grad)
             optimizer.step()
             return loss
