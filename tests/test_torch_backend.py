@@ -152,6 +152,42 @@ def test_the_eager_steps_batch_converter_gives_what_input_gives_for_any_batch_dt
         assert torch.equal(got, want)
         assert np.shares_memory(got.numpy(), batch) == (batch.dtype in uncopied)
         assert convert(got) is got  # a tensor (a batch kept on the device) passes as it is
+    # The step's inline fast path trusts this set: only dtypes used uncopied.
+    assert convert.cast_free == uncopied
+
+
+def test_the_eager_step_gives_batches_of_any_dtype_to_the_model_as_input_does():
+    """The step's inline from_numpy path and its converter path: a float32 model fed
+    float64, float32 and float32 batches again must step as if each had gone
+    through `_input`, and the float32 one must reach the model uncopied."""
+    from dualtrain_torch.backend import _input
+
+    backend = get_backend("torch")
+    spec = mlp([3, 2, 1])
+    rng = np.random.default_rng(1)
+    batches = [
+        (rng.normal(size=(4, 3)), rng.normal(size=(4, 1))),
+        (rng.normal(size=(4, 3)).astype(np.float32), rng.normal(size=(4, 1)).astype(np.float32)),
+    ]
+    batches.append(batches[1])
+    nets = [backend.build(spec, "float32", "cpu") for _ in range(2)]
+    for net in nets:
+        backend.load_state(net, init_weights(spec, 0))
+    optimizers = [backend.make_optimizer(n, RunConfig(lr=0.1).optimizer_spec()) for n in nets]
+    step = backend.eager_step(nets[0], optimizers[0]).lazy
+    seen = []
+    nets[0].register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    for x, y in batches:
+        got = step(x, y)
+        optimizers[1].zero_grad()
+        want = torch.nn.functional.mse_loss(nets[1](_input(nets[1], x)), _input(nets[1], y))
+        want.backward()
+        optimizers[1].step()
+        assert got.item() == want.item()
+    assert [t.dtype for t in seen] == [torch.float32] * 3
+    assert not np.shares_memory(seen[0].numpy(), batches[0][0])
+    assert np.shares_memory(seen[1].numpy(), batches[1][0])
+    assert np.shares_memory(seen[2].numpy(), batches[2][0])
 
 
 @pytest.mark.parametrize("loss", ["mse", "sse", "cross_entropy"])
