@@ -168,6 +168,7 @@ class TorchBackend(Backend):
         optim.use_tensor_hyperparams(optimizer)
         _quiet_compile_notices()
         train_step = _own_code(_train_step(model, optimizer))
+        _own_step_code(optimizer)
         compiled = torch.compile(train_step)
         dropout = model.dualtrain_dropout
         # A resumed run has its optimizer state already: no eager step then, so
@@ -214,7 +215,7 @@ class TorchBackend(Backend):
             optimizer.state[p][key] = torch.tensor(value, dtype=dtype, device=p.device)
 
 
-def _own_code(function):
+def _own_code(function, depth: int = 1):
     """`function` with a code object of its own.
 
     dynamo keeps its compiled graphs per code object, and every compiled step
@@ -223,15 +224,42 @@ def _own_code(function):
     the step eagerly without a word but a log line (measured with torch 2.14.1:
     the 9th `torch.compile` run in one process, a sweep, say, compiled nothing).
     A copy of the code object starts its own cache; inductor's compiled kernels
-    are still cached on disk across them.
+    are still cached on disk across them. `depth` > 1: the functions in its
+    closure (those a decorator wraps) are copied too, that many levels down.
     """
-    return types.FunctionType(
+    closure = function.__closure__
+    if depth > 1 and closure:  # the functions a decorator wraps, copied as well
+        closure = tuple(
+            types.CellType(_own_code(c.cell_contents, depth - 1))
+            if isinstance(c.cell_contents, types.FunctionType)
+            else c
+            for c in closure
+        )
+    copy = types.FunctionType(
         function.__code__.replace(),
         function.__globals__,
         function.__name__,
         function.__defaults__,
-        function.__closure__,
+        closure,
     )
+    copy.__kwdefaults__ = function.__kwdefaults__
+    return copy
+
+
+def _own_step_code(optimizer) -> None:
+    """This optimizer's `step` with code objects of its own, as `_own_code`.
+
+    dynamo breaks the compiled step's graph at `loss.backward()`, and again inside
+    the profiling wrapper torch puts around every optimizer class's `step`: the
+    wrapper and the class's own `step` are compiled as frames of their own, each
+    one code object for every optimizer of the class. Each run's new optimizer
+    then fails the last one's guards there, and from the recompile limit on the
+    update runs eagerly without a word (measured with torch 2.14.1: the third run
+    at `recompile_limit=2` compiled 2 graphs instead of 3, the update not among
+    them). The copy reaches through the decorators' closures to the class's
+    `step`; an instance attribute shadows the class's method.
+    """
+    optimizer.step = types.MethodType(_own_code(type(optimizer).step, depth=3), optimizer)
 
 
 def _quiet_compile_notices() -> None:
